@@ -1,0 +1,344 @@
+"""CEM (Algorithm 1 of the CEM-AH paper) as a Stable-Baselines3 algorithm."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+import time
+import zipfile
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_zip_file
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
+from stable_baselines3.common.utils import safe_mean
+
+from sb3_cemah.cem.policies import CEMPolicy, MlpPolicy
+from sb3_cemah.common.population import PopulationResult, evaluate_population
+from sb3_cemah.common.spaces import check_spaces
+
+__all__ = ["CEM"]
+
+SelfCEM = TypeVar("SelfCEM", bound="CEM")
+
+
+class CEM(BaseAlgorithm):
+    """
+    Cross-Entropy Method over the flat weights of a small policy network (Algorithm 1 of
+    "CEM-AH: Cross-Entropy Method guided Adversarial Hypernetwork").
+
+    Each iteration samples ``population_size`` weight vectors from ``N(mean, diag(std^2))``, runs
+    ``n_eval_episodes`` episodes of each on the VecEnv slots (all slots at once, see
+    :func:`sb3_cemah.common.population.evaluate_population`), keeps the ``elite_frac`` best and refits the
+    mean and the per-weight std to them. One iteration costs about
+    ``population_size * n_eval_episodes * episode_length`` env steps.
+
+    :param policy: The policy model to use (``"MlpPolicy"`` or a :class:`CEMPolicy` subclass).
+    :param env: The environment to learn from (if registered in Gym, can be str).
+    :param population_size: Number of candidate policies per iteration (the paper's N, 100).
+    :param elite_frac: Fraction of the population kept as elites, in (0, 1]; at least one elite is kept.
+    :param n_eval_episodes: Episodes per candidate; its return is the mean over them.
+    :param initial_std: Initial standard deviation of every weight (the mean starts at 0).
+    :param extra_noise: Extra variance added to the refitted variance, decaying linearly by ``extra_noise_decay``
+        per iteration (Szita & Lorincz, 2006: "noisy CEM"); 0 disables it.
+    :param extra_noise_decay: Decrease of the extra variance per iteration.
+    :param min_std: Lower bound on each weight's std, against premature collapse.
+    :param std_reset_threshold: When the mean std falls below it, restart from ``N(0, initial_std^2)``
+        (the authors' code resets at 0.3); 0 disables the reset.
+    :param stochastic_candidates: Discrete actions only: candidates sample their action from the softmax of their
+        outputs (the authors' code) instead of taking the argmax.
+    :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
+        the reported success rate, mean episode length, and mean reward over.
+    :param tensorboard_log: The log location for tensorboard (if None, no logging).
+    :param policy_kwargs: Keyword arguments for the policy on creation (``net_arch``, ``activation_fn``,
+        ``standardize_obs``).
+    :param verbose: Verbosity level: 0 no output, 1 info, 2 debug.
+    :param seed: Seed for the pseudo random generators.
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
+    policy: CEMPolicy
+
+    def __init__(
+        self,
+        policy: str | type[CEMPolicy],
+        env: GymEnv | str,
+        population_size: int = 100,
+        elite_frac: float = 0.1,
+        n_eval_episodes: int = 1,
+        initial_std: float = 1.0,
+        extra_noise: float = 0.0,
+        extra_noise_decay: float = 0.0,
+        min_std: float = 0.0,
+        std_reset_threshold: float = 0.0,
+        stochastic_candidates: bool = False,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+        learning_rate: float = 0.0,
+    ):
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            support_multi_env=True,
+        )
+        self.population_size = population_size
+        self.elite_frac = elite_frac
+        self.n_eval_episodes = n_eval_episodes
+        self.initial_std = initial_std
+        self.extra_noise = extra_noise
+        self.extra_noise_decay = extra_noise_decay
+        self.min_std = min_std
+        self.std_reset_threshold = std_reset_threshold
+        self.stochastic_candidates = stochastic_candidates
+        self._n_iterations = 0
+        self._n_std_resets = 0
+        self._check_hyperparameters()
+        if self.env is not None:
+            check_spaces(self.observation_space, self.action_space, type(self).__name__)
+        if _init_setup_model:
+            self._setup_model()
+
+    @property
+    def n_elite(self) -> int:
+        """Number of elites kept per iteration: ``round(elite_frac * population_size)``, at least 1."""
+        return max(1, round(self.elite_frac * self.population_size))
+
+    def _check_hyperparameters(self) -> None:
+        """Reject invalid values before anything runs, naming the parameter."""
+        checks = [
+            (isinstance(self.population_size, int) and self.population_size >= 2, "population_size must be an int >= 2"),
+            (0.0 < self.elite_frac <= 1.0, "elite_frac must be in (0, 1]"),
+            (isinstance(self.n_eval_episodes, int) and self.n_eval_episodes >= 1, "n_eval_episodes must be an int >= 1"),
+            (self.initial_std > 0.0, "initial_std must be > 0"),
+            (self.extra_noise >= 0.0 and self.extra_noise_decay >= 0.0, "extra_noise and extra_noise_decay must be >= 0"),
+            (self.min_std >= 0.0, "min_std must be >= 0"),
+            (self.std_reset_threshold >= 0.0, "std_reset_threshold must be >= 0"),
+        ]
+        for valid, message in checks:
+            if not valid:
+                raise ValueError(f"Invalid hyper-parameter for {type(self).__name__}: {message}.")
+
+    def _setup_model(self) -> None:
+        self.set_random_seed(self.seed)
+        self.policy = self.policy_class(self.observation_space, self.action_space, **self.policy_kwargs)  # type: ignore[assignment]
+        if not isinstance(self.policy, CEMPolicy):
+            raise ValueError(f"{type(self).__name__} needs a CEMPolicy subclass, got {type(self.policy).__name__}.")
+        self.policy = self.policy.to(self.device)
+        self._reset_distribution()
+
+    def _reset_distribution(self) -> None:
+        """Start the search distribution at ``N(0, initial_std^2 I)``."""
+        self.policy.mean.zero_()
+        self.policy.std.fill_(self.initial_std)
+
+    def _on_env_step(
+        self, callback: BaseCallback, new_obs: np.ndarray, rewards: np.ndarray, dones: np.ndarray, infos: list
+    ) -> bool:
+        """Account one VecEnv step the SB3 way: timesteps, episode statistics, then ``callback.on_step()``."""
+        assert self.env is not None
+        self.num_timesteps += self.env.num_envs
+        self._episode_num += int(np.sum(dones))
+        self._update_info_buffer(infos, dones)
+        self._last_obs = new_obs  # type: ignore[assignment]
+        # Gives callbacks the same locals as SB3's on-policy rollouts: new_obs, rewards, dones, infos.
+        callback.update_locals(locals())
+        return callback.on_step()
+
+    def _evaluate_population(self, weights: th.Tensor, callback: BaseCallback, record: bool) -> PopulationResult:
+        """Evaluate candidate weights ``(n, n_params)`` on the training env, driving the callback at every step."""
+        assert self.env is not None
+        self.policy.set_training_mode(False)
+        return evaluate_population(
+            self.env,
+            self.policy,
+            weights,
+            n_episodes=self.n_eval_episodes,
+            deterministic=not self.stochastic_candidates,
+            step_hook=lambda new_obs, rewards, dones, infos: self._on_env_step(callback, new_obs, rewards, dones, infos),
+            record=record,
+        )
+
+    def learn(
+        self: SelfCEM,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "CEM",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfCEM:
+        """
+        Run iterations until ``total_timesteps`` env steps (all slots counted) are reached. The last iteration
+        finishes its population, so the count can overshoot by at most one population's steps.
+
+        :param total_timesteps: Env steps to train for.
+        :param callback: Callback(s) called at every VecEnv step; returning False stops training.
+        :param log_interval: Dump the logs every this many iterations.
+        :param tb_log_name: Name of the tensorboard run.
+        :param reset_num_timesteps: Whether to reset the timestep counter (False continues a loaded model).
+        :param progress_bar: Display a progress bar using tqdm and rich.
+        :return: The trained model.
+        """
+        total_timesteps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        callback.on_training_start(locals(), globals())
+        assert self.env is not None
+
+        while self.num_timesteps < total_timesteps:
+            weights = self.policy.sample_weights(self.population_size)
+            callback.on_rollout_start()
+            result = self._evaluate_population(weights, callback, record=self._records_population)
+            callback.on_rollout_end()
+            if not result.completed:
+                break
+            self._n_iterations += 1
+            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
+            self.train(weights, result)
+            if log_interval is not None and self._n_iterations % log_interval == 0:
+                self.dump_logs()
+
+        callback.on_training_end()
+        return self
+
+    # CEM-AH records elite steps for its buffer; plain CEM does not pay for that.
+    _records_population = False
+
+    def _elite_indices(self, returns: np.ndarray) -> np.ndarray:
+        """Indices of the ``n_elite`` highest returns, best first (ties keep the lower index, for reproducibility)."""
+        return np.argsort(-returns, kind="stable")[: self.n_elite]
+
+    def train(self, weights: th.Tensor, result: PopulationResult) -> None:
+        """
+        Refit the Gaussian to the elites (Algorithm 1, lines 8-11), with the optional extra noise, std floor and reset.
+
+        :param weights: The evaluated candidates, shape ``(population_size, n_params)``.
+        :param result: Their evaluation.
+        """
+        elite = self._elite_indices(result.returns)
+        elite_weights = weights[th.as_tensor(elite, device=weights.device)]
+        variance = elite_weights.var(dim=0, unbiased=False)
+        extra_variance = max(self.extra_noise - self.extra_noise_decay * (self._n_iterations - 1), 0.0)
+        std = th.sqrt(variance + extra_variance).clamp_min(self.min_std)
+        self.policy.mean.copy_(elite_weights.mean(dim=0))
+        self.policy.std.copy_(std)
+        std_mean = float(std.mean())
+        if std_mean < self.std_reset_threshold:
+            self._reset_distribution()
+            self._n_std_resets += 1
+
+        self.logger.record("train/iterations", self._n_iterations)
+        self.logger.record("train/return_mean", float(np.mean(result.returns)))
+        self.logger.record("train/return_max", float(np.max(result.returns)))
+        self.logger.record("train/elite_return_mean", float(np.mean(result.returns[elite])))
+        self.logger.record("train/std_mean", std_mean)
+        self.logger.record("train/std_resets", self._n_std_resets)
+
+    def dump_logs(self) -> None:
+        """Write the SB3 ``time/`` and ``rollout/`` keys with the ``train/`` keys of the last iteration."""
+        time_elapsed = max((time.time_ns() - self.start_time) / 1e9, sys.float_info.epsilon)
+        fps = int((self.num_timesteps - self._num_timesteps_at_start) / time_elapsed)
+        self.logger.record("time/iterations", self._n_iterations, exclude="tensorboard")
+        if self.ep_info_buffer is not None and len(self.ep_info_buffer) > 0:
+            self.logger.record("rollout/ep_rew_mean", safe_mean([info["r"] for info in self.ep_info_buffer]))
+            self.logger.record("rollout/ep_len_mean", safe_mean([info["l"] for info in self.ep_info_buffer]))
+        if self.ep_success_buffer is not None and len(self.ep_success_buffer) > 0:
+            self.logger.record("rollout/success_rate", safe_mean(self.ep_success_buffer))
+        self.logger.record("time/fps", fps)
+        self.logger.record("time/time_elapsed", int(time_elapsed), exclude="tensorboard")
+        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
+        self.logger.dump(step=self.num_timesteps)
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy"], []
+
+    def save(
+        self,
+        path: str | pathlib.Path | Any,
+        exclude: list[str] | None = None,
+        include: list[str] | None = None,
+    ) -> None:
+        """
+        Save as SB3 does, but write to a temporary file first and move it into place, so that a crash or a
+        full disk during saving never destroys a model saved earlier at the same path.
+
+        :param path: Path to the file (``.zip`` is appended when it has no suffix), or a file-like object.
+        :param exclude: Names of parameters that should be excluded in addition to the default ones.
+        :param include: Names of parameters that might be excluded but should be included anyway.
+        """
+        if not isinstance(path, (str, pathlib.Path)):
+            super().save(path, exclude=exclude, include=include)
+            return
+        path = pathlib.Path(path)
+        if path.suffix == "":
+            path = path.with_suffix(".zip")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary_path = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            super().save(temporary_path, exclude=exclude, include=include)
+            os.replace(temporary_path, path)
+        finally:
+            temporary_path.unlink(missing_ok=True)
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls,
+        path: str | pathlib.Path | Any,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """
+        Load a model saved by :meth:`save`, after checking that the file is a readable SB3 archive written
+        by this algorithm (a PPO or CEM-AH file given to ``CEM.load`` fails with a clear message).
+
+        The parameters are those of :meth:`stable_baselines3.common.base_class.BaseAlgorithm.load`.
+        """
+        cls._check_saved_file(path, custom_objects)
+        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+
+    @classmethod
+    def _check_saved_file(cls, path: str | pathlib.Path | Any, custom_objects: dict[str, Any] | None) -> None:
+        if isinstance(path, (str, pathlib.Path)):
+            path = pathlib.Path(path)
+            if not path.exists() and path.with_suffix(".zip").exists():
+                path = path.with_suffix(".zip")
+            if not path.is_file():
+                raise FileNotFoundError(f"No saved model at {path}.")
+            if not zipfile.is_zipfile(path):
+                raise ValueError(f"{path} is not a model saved by {cls.__name__}: not a zip archive (truncated or corrupt?).")
+        try:
+            data, _, _ = load_from_zip_file(path, device="cpu", custom_objects=custom_objects, load_data=True)
+        except Exception as error:
+            raise ValueError(f"Cannot read the saved model {path}: {error}") from error
+        finally:
+            if hasattr(path, "seek"):
+                path.seek(0)
+        policy_class = (data or {}).get("policy_class")
+        expected_policy = cls.policy_aliases["MlpPolicy"]
+        if not (isinstance(policy_class, type) and issubclass(policy_class, expected_policy)):
+            found = getattr(policy_class, "__name__", policy_class)
+            raise ValueError(
+                f"{path} was not saved by {cls.__name__}: its policy is {found}, expected a {expected_policy.__name__}. "
+                "Load it with the algorithm class that saved it."
+            )

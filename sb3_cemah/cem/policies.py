@@ -1,0 +1,139 @@
+"""The CEM policy: a diagonal Gaussian over the flat weights of a small policy network."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim, preprocess_obs
+from torch import nn
+
+from sb3_cemah.common.policy_network import FlatPolicyNetwork
+
+__all__ = ["CEMPolicy", "MlpPolicy"]
+
+
+class CEMPolicy(BasePolicy):
+    """
+    Diagonal Gaussian ``N(mean, diag(std^2))`` over the flat weights of a :class:`FlatPolicyNetwork`.
+
+    Discrete actions: the network's tanh outputs are the logits of a softmax (as in the paper's code);
+    greedy acting takes the argmax. Box actions: the tanh outputs are scaled to the action bounds.
+
+    :param observation_space: Observation space (Box, Discrete, MultiDiscrete or MultiBinary).
+    :param action_space: Action space (Discrete or bounded Box).
+    :param net_arch: Hidden layer sizes of the policy network; ``[]`` (default) is the paper's linear 2-layer policy.
+    :param activation_fn: Activation of the hidden layers.
+    :param standardize_obs: Standardise each observation vector to zero mean and unit variance over its own
+        entries before the network, as the paper's code does for the maze (raw cell codes saturate tanh).
+    """
+
+    mean: th.Tensor
+    std: th.Tensor
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        standardize_obs: bool = False,
+    ):
+        super().__init__(observation_space, action_space, squash_output=isinstance(action_space, spaces.Box))
+        self.net_arch = list(net_arch or [])
+        self.activation_fn = activation_fn
+        self.standardize_obs = standardize_obs
+        self.is_discrete = isinstance(action_space, spaces.Discrete)
+        output_dim = int(action_space.n) if isinstance(action_space, spaces.Discrete) else int(np.prod(action_space.shape))
+        self.network = FlatPolicyNetwork(
+            input_dim=get_flattened_obs_dim(observation_space),
+            output_dim=output_dim,
+            net_arch=tuple(self.net_arch),
+            activation_fn=activation_fn,
+        )
+        # Buffers, not parameters: no optimiser touches them, but they are saved and moved with the policy.
+        self.register_buffer("mean", th.zeros(self.network.n_params))
+        self.register_buffer("std", th.ones(self.network.n_params))
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(net_arch=self.net_arch, activation_fn=self.activation_fn, standardize_obs=self.standardize_obs)
+        return data
+
+    def sample_weights(self, n_samples: int) -> th.Tensor:
+        """
+        Draw flat weight vectors from the Gaussian (uses torch's global RNG, seeded by ``set_random_seed``).
+
+        :param n_samples: Number of policies.
+        :return: Shape ``(n_samples, n_params)``.
+        """
+        noise = th.randn(n_samples, self.network.n_params, device=self.mean.device)
+        return self.mean + self.std * noise
+
+    def features(self, observation: th.Tensor) -> th.Tensor:
+        """
+        Preprocess (one-hot for discrete spaces, float cast for Box), flatten and optionally standardise.
+
+        :param observation: Shape ``(batch, *obs_shape)``.
+        :return: Shape ``(batch, input_dim)``, float32.
+        """
+        features = preprocess_obs(observation, self.observation_space, normalize_images=False)
+        features = features.float().reshape(features.shape[0], -1)
+        if self.standardize_obs:
+            mean = features.mean(dim=1, keepdim=True)
+            std = features.std(dim=1, keepdim=True) if features.shape[1] > 1 else th.ones_like(mean)
+            features = (features - mean) / (std + 1e-8)
+        return features
+
+    def obs_to_features(self, observation: np.ndarray) -> th.Tensor:
+        """:param observation: Raw VecEnv observations ``(batch, *obs_shape)``.
+        :return: Features ``(batch, input_dim)`` on the policy's device."""
+        return self.features(th.as_tensor(observation, device=self.device))
+
+    def outputs_to_targets(self, outputs: th.Tensor) -> th.Tensor:
+        """
+        What the CEM-AH generator imitates and the discriminator sees as the action part of ``<s, a>``:
+        the action probabilities (softmax of the outputs) for discrete actions, the tanh outputs for Box.
+
+        :param outputs: Network outputs, shape ``(..., output_dim)``.
+        :return: Same shape.
+        """
+        return th.softmax(outputs, dim=-1) if self.is_discrete else outputs
+
+    def outputs_to_actions(self, outputs: th.Tensor, deterministic: bool) -> th.Tensor:
+        """
+        Actions in the policy's convention: discrete indices, or Box actions in [-1, 1] (``predict``
+        rescales them to the bounds).
+
+        :param outputs: Network outputs ``(batch, output_dim)``.
+        :param deterministic: Greedy discrete action when True, sampled from the softmax otherwise.
+        :return: ``(batch,)`` discrete actions, or ``(batch, *action_shape)`` in [-1, 1].
+        """
+        if self.is_discrete:
+            if deterministic:
+                return outputs.argmax(dim=-1)
+            return th.distributions.Categorical(logits=outputs).sample()
+        return outputs.reshape(outputs.shape[0], *self.action_space.shape)  # type: ignore[misc]
+
+    def outputs_to_env_actions(self, outputs: th.Tensor, deterministic: bool) -> np.ndarray:
+        """:param outputs: Network outputs ``(batch, output_dim)``.
+        :return: Actions the env accepts, rescaled to the Box bounds, as a numpy array."""
+        actions = self.outputs_to_actions(outputs, deterministic).cpu().numpy()
+        return actions if self.is_discrete else self.unscale_action(actions)
+
+    def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:
+        """
+        Act with the Gaussian's mean weights (deterministic) or with one weight vector sampled per call.
+
+        :param observation: Shape ``(batch, *obs_shape)``.
+        :param deterministic: Use the mean policy and greedy actions.
+        """
+        weights = self.mean.unsqueeze(0) if deterministic else self.sample_weights(1)
+        outputs = self.network.forward(weights, self.features(observation).unsqueeze(0)).squeeze(0)
+        return self.outputs_to_actions(outputs, deterministic)
+
+
+MlpPolicy = CEMPolicy

@@ -1,0 +1,163 @@
+"""Vectorised evaluation of a population of flat-weight policies on the slots of a VecEnv.
+
+Each of the ``n_envs`` slots runs one candidate's episode; when it ends, the slot takes the next
+candidate that has episodes left. Every VecEnv step computes the actions of all slots with one batched
+forward pass over the stacked weights of the candidates they run, so the cost per step does not grow
+with the number of candidates, and ``SubprocVecEnv`` spreads the env steps over cores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_cemah.common.policy_network import FlatPolicyNetwork
+
+__all__ = ["PopulationPolicy", "PopulationResult", "StepHook", "evaluate_population"]
+
+# Called after every VecEnv step with (new_obs, rewards, dones, infos); returning False stops the evaluation.
+StepHook = Callable[[np.ndarray, np.ndarray, np.ndarray, list], bool]
+
+
+class PopulationPolicy(Protocol):
+    """What the evaluator needs from a policy: the network layout and the observation/action conversions."""
+
+    network: FlatPolicyNetwork
+
+    def obs_to_features(self, observation: np.ndarray) -> th.Tensor:
+        """Preprocessed, flattened observations: ``(batch, *obs_shape)`` -> ``(batch, input_dim)``."""
+        ...
+
+    def outputs_to_env_actions(self, outputs: th.Tensor, deterministic: bool) -> np.ndarray:
+        """Network outputs ``(batch, output_dim)`` -> actions the env accepts, ``(batch, *action_shape)``."""
+        ...
+
+
+@dataclass
+class PopulationResult:
+    """
+    Outcome of evaluating a population.
+
+    :param returns: Mean episodic return of each candidate, shape ``(n_candidates,)``.
+    :param episode_lengths: Mean episode length of each candidate (steps), shape ``(n_candidates,)``.
+    :param completed: False when the step hook asked to stop before every episode finished.
+    :param observations: When recording, the raw observation of every step taken by a candidate,
+        shape ``(n_recorded, *obs_shape)``; otherwise None.
+    :param outputs: When recording, the network outputs at those steps, shape ``(n_recorded, output_dim)``.
+    :param step_candidates: When recording, the candidate index of each recorded step, shape ``(n_recorded,)``.
+    """
+
+    returns: np.ndarray
+    episode_lengths: np.ndarray
+    completed: bool
+    observations: np.ndarray | None = None
+    outputs: th.Tensor | None = None
+    step_candidates: np.ndarray | None = None
+
+
+def evaluate_population(
+    env: VecEnv,
+    policy: PopulationPolicy,
+    flat_weights: th.Tensor,
+    n_episodes: int = 1,
+    deterministic: bool = True,
+    step_hook: StepHook | None = None,
+    record: bool = False,
+) -> PopulationResult:
+    """
+    Run ``n_episodes`` episodes of every candidate on the VecEnv slots and return their mean returns.
+
+    The VecEnv is reset first (slots left mid-episode by the previous call must not leak into the new
+    population). Slots that have no candidate left keep stepping (a VecEnv steps all slots together) with
+    the last candidate's weights; those steps are not attributed to any candidate.
+
+    :param env: The vectorised environment; its ``num_envs`` slots evaluate candidates in parallel.
+    :param policy: Supplies the network layout and the observation/action conversions.
+    :param flat_weights: Weights of the candidates, shape ``(n_candidates, n_params)``.
+    :param n_episodes: Episodes per candidate; the returns are averaged.
+    :param deterministic: Greedy (argmax) discrete actions when True, sampled from the softmax otherwise.
+    :param step_hook: Called after every VecEnv step; returning False stops the evaluation early.
+    :param record: Keep every step's observation and network output (for the CEM-AH elite buffer).
+    :return: The candidates' mean returns and lengths, and the recorded steps if asked for.
+    """
+    n_candidates = flat_weights.shape[0]
+    n_slots = env.num_envs
+    # Job j is episode (j % n_episodes) of candidate (j // n_episodes): a candidate's episodes stay together.
+    n_jobs = n_candidates * n_episodes
+    job_returns = np.zeros(n_jobs, dtype=np.float64)
+    job_lengths = np.zeros(n_jobs, dtype=np.int64)
+
+    slot_job = np.full(n_slots, -1, dtype=np.int64)
+    n_started = min(n_slots, n_jobs)
+    slot_job[:n_started] = np.arange(n_started)
+    next_job = n_started
+    n_finished = 0
+    slot_return = np.zeros(n_slots, dtype=np.float64)
+    slot_length = np.zeros(n_slots, dtype=np.int64)
+
+    recorded_obs: list[np.ndarray] = []
+    recorded_outputs: list[th.Tensor] = []
+    recorded_candidates: list[np.ndarray] = []
+
+    obs = env.reset()
+    _check_finite(obs, "observation")
+    completed = True
+    with th.no_grad():
+        while n_finished < n_jobs:
+            active = slot_job >= 0
+            # Idle slots reuse the last job's candidate: their steps are discarded below.
+            slot_candidate = np.where(active, slot_job, n_jobs - 1) // n_episodes
+            features = policy.obs_to_features(obs)
+            weights = flat_weights[th.as_tensor(slot_candidate, device=flat_weights.device)]
+            outputs = policy.network.forward(weights, features.unsqueeze(1)).squeeze(1)
+            actions = policy.outputs_to_env_actions(outputs, deterministic)
+            if record:
+                recorded_obs.append(obs[active])
+                recorded_outputs.append(outputs[th.as_tensor(active, device=outputs.device)])
+                recorded_candidates.append(slot_candidate[active])
+
+            new_obs, rewards, dones, infos = env.step(actions)
+            _check_finite(new_obs, "observation")
+            _check_finite(rewards, "reward")
+
+            slot_return[active] += rewards[active]
+            slot_length[active] += 1
+            for slot in np.flatnonzero(dones & active):
+                job = slot_job[slot]
+                job_returns[job] = slot_return[slot]
+                job_lengths[job] = slot_length[slot]
+                n_finished += 1
+                slot_return[slot] = 0.0
+                slot_length[slot] = 0
+                slot_job[slot] = next_job if next_job < n_jobs else -1
+                next_job += 1
+            obs = new_obs
+
+            if step_hook is not None and not step_hook(new_obs, rewards, dones, infos):
+                completed = False
+                break
+
+    result = PopulationResult(
+        returns=job_returns.reshape(n_candidates, n_episodes).mean(axis=1),
+        episode_lengths=job_lengths.reshape(n_candidates, n_episodes).mean(axis=1),
+        completed=completed,
+    )
+    if record:
+        result.observations = np.concatenate(recorded_obs)
+        result.outputs = th.cat(recorded_outputs)
+        result.step_candidates = np.concatenate(recorded_candidates)
+    return result
+
+
+def _check_finite(values: np.ndarray, name: str) -> None:
+    """Fail early, with a message the user can act on, when the env returns NaN or inf."""
+    if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+        raise ValueError(
+            f"The environment returned a non-finite {name} (NaN or inf). Check the env, or wrap it with "
+            "stable_baselines3.common.vec_env.VecCheckNan to find the step that produces it."
+        )
