@@ -1,7 +1,14 @@
-"""Stable-Baselines3 implementations of CEM and CEM-AH (Cross-Entropy Method guided Adversarial Hypernetwork)."""
+"""Stable-Baselines3 implementations of CEM and CEM-AH (Cross-Entropy Method guided Adversarial Hypernetwork).
+
+Importing the package registers the paper's maze as ``sb3_cemah/Maze-v0`` (and ``sb3_cemah/MazeRandom-v0``).
+"""
 
 from sb3_cemah.cem import CEM
+from sb3_cemah.cemah import CEMAH
+from sb3_cemah.envs import register_envs
 
 __version__ = "0.1.0"
 
-__all__ = ["CEM", "__version__"]
+register_envs()
+
+__all__ = ["CEM", "CEMAH", "__version__"]

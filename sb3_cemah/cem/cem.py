@@ -7,6 +7,7 @@ import pathlib
 import sys
 import time
 import zipfile
+from collections.abc import Iterable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -65,6 +66,8 @@ class CEM(BaseAlgorithm):
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
     policy: CEMPolicy
+    # Whether populations keep every step's observation and output (CEM-AH's elite buffer needs them).
+    _records_population = False
 
     def __init__(
         self,
@@ -86,12 +89,11 @@ class CEM(BaseAlgorithm):
         seed: int | None = None,
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
-        learning_rate: float = 0.0,
     ):
         super().__init__(
             policy,
             env,
-            learning_rate=learning_rate,
+            learning_rate=0.0,  # CEM has no gradient step; CEM-AH sets its own.
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
             policy_kwargs=policy_kwargs,
@@ -139,11 +141,14 @@ class CEM(BaseAlgorithm):
 
     def _setup_model(self) -> None:
         self.set_random_seed(self.seed)
-        self.policy = self.policy_class(self.observation_space, self.action_space, **self.policy_kwargs)  # type: ignore[assignment]
-        if not isinstance(self.policy, CEMPolicy):
-            raise ValueError(f"{type(self).__name__} needs a CEMPolicy subclass, got {type(self.policy).__name__}.")
-        self.policy = self.policy.to(self.device)
+        policy = self._make_policy()
+        if not isinstance(policy, CEMPolicy):
+            raise ValueError(f"{type(self).__name__} needs a CEMPolicy subclass, got {type(policy).__name__}.")
+        self.policy = policy.to(self.device)
         self._reset_distribution()
+
+    def _make_policy(self) -> BasePolicy:
+        return self.policy_class(self.observation_space, self.action_space, **self.policy_kwargs)
 
     def _reset_distribution(self) -> None:
         """Start the search distribution at ``N(0, initial_std^2 I)``."""
@@ -198,14 +203,18 @@ class CEM(BaseAlgorithm):
         :param progress_bar: Display a progress bar using tqdm and rich.
         :return: The trained model.
         """
-        total_timesteps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        total_timesteps, callback = self._setup_learn(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
         callback.on_training_start(locals(), globals())
         assert self.env is not None
 
         while self.num_timesteps < total_timesteps:
             weights = self.policy.sample_weights(self.population_size)
             callback.on_rollout_start()
+            rollout_start = time.perf_counter()
             result = self._evaluate_population(weights, callback, record=self._records_population)
+            self.logger.record("time/rollout_seconds", time.perf_counter() - rollout_start)
             callback.on_rollout_end()
             if not result.completed:
                 break
@@ -217,9 +226,6 @@ class CEM(BaseAlgorithm):
 
         callback.on_training_end()
         return self
-
-    # CEM-AH records elite steps for its buffer; plain CEM does not pay for that.
-    _records_population = False
 
     def _elite_indices(self, returns: np.ndarray) -> np.ndarray:
         """Indices of the ``n_elite`` highest returns, best first (ties keep the lower index, for reproducibility)."""
@@ -272,8 +278,8 @@ class CEM(BaseAlgorithm):
     def save(
         self,
         path: str | pathlib.Path | Any,
-        exclude: list[str] | None = None,
-        include: list[str] | None = None,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
     ) -> None:
         """
         Save as SB3 does, but write to a temporary file first and move it into place, so that a crash or a

@@ -47,7 +47,7 @@ class CEMPolicy(BasePolicy):
         self.activation_fn = activation_fn
         self.standardize_obs = standardize_obs
         self.is_discrete = isinstance(action_space, spaces.Discrete)
-        output_dim = int(action_space.n) if isinstance(action_space, spaces.Discrete) else int(np.prod(action_space.shape))
+        output_dim = int(action_space.n) if isinstance(action_space, spaces.Discrete) else get_flattened_obs_dim(action_space)
         self.network = FlatPolicyNetwork(
             input_dim=get_flattened_obs_dim(observation_space),
             output_dim=output_dim,
@@ -81,6 +81,7 @@ class CEMPolicy(BasePolicy):
         :return: Shape ``(batch, input_dim)``, float32.
         """
         features = preprocess_obs(observation, self.observation_space, normalize_images=False)
+        assert isinstance(features, th.Tensor)  # Dict observation spaces are rejected at construction
         features = features.float().reshape(features.shape[0], -1)
         if self.standardize_obs:
             mean = features.mean(dim=1, keepdim=True)
@@ -124,7 +125,7 @@ class CEMPolicy(BasePolicy):
         actions = self.outputs_to_actions(outputs, deterministic).cpu().numpy()
         return actions if self.is_discrete else self.unscale_action(actions)
 
-    def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:
+    def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:  # type: ignore[override]
         """
         Act with the Gaussian's mean weights (deterministic) or with one weight vector sampled per call.
 

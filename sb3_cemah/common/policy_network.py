@@ -7,6 +7,7 @@ loop over policies. This module owns the flat layout of the weights.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch as th
@@ -38,7 +39,7 @@ class FlatPolicyNetwork:
     def layer_shapes(self) -> list[tuple[int, int]]:
         """``(in_features, out_features)`` of each layer, input to output."""
         sizes = [self.input_dim, *self.net_arch, self.output_dim]
-        return list(zip(sizes[:-1], sizes[1:]))
+        return list(itertools.pairwise(sizes))
 
     @property
     def n_params(self) -> int:

@@ -105,6 +105,7 @@ def evaluate_population(
     recorded_candidates: list[np.ndarray] = []
 
     obs = env.reset()
+    assert isinstance(obs, np.ndarray), "Dict and Tuple observations are not supported"
     _check_finite(obs, "observation")
     completed = True
     with th.no_grad():
@@ -122,6 +123,7 @@ def evaluate_population(
                 recorded_candidates.append(slot_candidate[active])
 
             new_obs, rewards, dones, infos = env.step(actions)
+            assert isinstance(new_obs, np.ndarray)
             _check_finite(new_obs, "observation")
             _check_finite(rewards, "reward")
 

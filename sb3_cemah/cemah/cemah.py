@@ -1,0 +1,315 @@
+"""CEM-AH (Algorithm 2 of the paper): a CEM-guided, adversarially trained hypernetwork, as an SB3 algorithm."""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+import torch as th
+import torch.nn.functional as F
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
+
+from sb3_cemah.cem.cem import CEM
+from sb3_cemah.cemah.elite_buffer import EliteBuffer
+from sb3_cemah.cemah.policies import CEMAHPolicy, MlpPolicy
+from sb3_cemah.common.population import PopulationResult
+
+__all__ = ["CEMAH"]
+
+# Soft labels of the authors' code: real tuples are labelled 0.9, fake ones 0.1.
+REAL_LABEL = 0.9
+FAKE_LABEL = 0.1
+
+
+class CEMAH(CEM):
+    """
+    CEM-AH: Cross-Entropy Method guided Adversarial Hypernetwork (Algorithm 2 of the paper).
+
+    One iteration:
+
+    1. update the guiding CEM (Algorithm 1, on the same VecEnv slots, see :class:`CEM`);
+    2. admit the elites' ``<s, a>`` tuples (every step of every elite episode) to a FIFO buffer when
+       their mean return is at least the buffer's;
+    3. pre-train the hypernetwork with MSE between generated policies' actions and the elites' actions
+       (``GenerateFake``: ``n_noise_samples`` policies, each on a slice of a batch of buffered states);
+    4. train the discriminator on real vs generated tuples (with input noise ``min(discriminator_noise,
+       1 / (1 + iteration))``), then the generator against it; the generator's loss back-propagates through
+       the generated weights into the hypernetwork (the authors' code cuts this gradient).
+
+    Acting uses an ensemble of ``ensemble_size`` generated policies (see :class:`CEMAHPolicy`).
+    Memory: the elite buffer holds ``buffer_size`` tuples of ``4 * (obs_features + n_actions + 1)`` bytes;
+    during an iteration the raw observations of all candidates' steps are kept to extract the elites' tuples.
+
+    :param policy: The policy model to use (``"MlpPolicy"`` or a :class:`CEMAHPolicy` subclass).
+    :param env: The environment to learn from (if registered in Gym, can be str).
+    :param learning_rate: Learning rate of the hypernetwork's and the discriminator's Adam, or a schedule of the
+        remaining progress (1 to 0). The paper uses 1e-4 with ~3000 gradient steps per iteration; the default
+        takes fewer, larger steps (1e-3, 100 + 5 + 5) so that training costs a fraction of the rollouts.
+    :param buffer_size: Capacity of the elite buffer, in ``<s, a>`` tuples.
+    :param batch_size: Buffered states per gradient step (the paper's ``|S_real|``).
+    :param n_noise_samples: Generated policies per gradient step (the paper's M); each acts on
+        ``batch_size // n_noise_samples`` of the states.
+    :param ensemble_size: Generated policies acting together at test time (the paper's K).
+    :param pretrain_steps: MSE pre-training steps of the generator per iteration (G-MSE).
+    :param discriminator_steps: Discriminator steps per iteration (D-Adv).
+    :param generator_steps: Adversarial generator steps per iteration (G-Adv).
+    :param use_discriminator: False gives the paper's ablation without adversarial training.
+    :param pretrain: False gives the paper's ablation without MSE pre-training.
+    :param discriminator_noise: Largest std of the Gaussian noise added to the discriminator's inputs.
+    :param population_size: See :class:`CEM`.
+    :param elite_frac: See :class:`CEM`.
+    :param n_eval_episodes: See :class:`CEM`.
+    :param initial_std: See :class:`CEM`.
+    :param extra_noise: See :class:`CEM`.
+    :param extra_noise_decay: See :class:`CEM`.
+    :param min_std: See :class:`CEM`.
+    :param std_reset_threshold: See :class:`CEM`.
+    :param stochastic_candidates: See :class:`CEM`.
+    :param stats_window_size: Window size for the rollout logging.
+    :param tensorboard_log: The log location for tensorboard (if None, no logging).
+    :param policy_kwargs: Keyword arguments of :class:`CEMAHPolicy` (network sizes).
+    :param verbose: Verbosity level: 0 no output, 1 info, 2 debug.
+    :param seed: Seed for the pseudo random generators.
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
+    policy: CEMAHPolicy
+    _records_population = True
+
+    def __init__(
+        self,
+        policy: str | type[CEMAHPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 1e-3,
+        buffer_size: int = 100_000,
+        batch_size: int = 500,
+        n_noise_samples: int = 100,
+        ensemble_size: int = 10,
+        pretrain_steps: int = 100,
+        discriminator_steps: int = 5,
+        generator_steps: int = 5,
+        use_discriminator: bool = True,
+        pretrain: bool = True,
+        discriminator_noise: float = 0.1,
+        population_size: int = 100,
+        elite_frac: float = 0.1,
+        n_eval_episodes: int = 1,
+        initial_std: float = 1.0,
+        extra_noise: float = 0.0,
+        extra_noise_decay: float = 0.0,
+        min_std: float = 0.0,
+        std_reset_threshold: float = 0.0,
+        stochastic_candidates: bool = False,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        self.buffer_size = buffer_size
+        self.batch_size = batch_size
+        self.n_noise_samples = n_noise_samples
+        self.ensemble_size = ensemble_size
+        self.pretrain_steps = pretrain_steps
+        self.discriminator_steps = discriminator_steps
+        self.generator_steps = generator_steps
+        self.use_discriminator = use_discriminator
+        self.pretrain = pretrain
+        self.discriminator_noise = discriminator_noise
+        super().__init__(
+            policy,
+            env,
+            population_size=population_size,
+            elite_frac=elite_frac,
+            n_eval_episodes=n_eval_episodes,
+            initial_std=initial_std,
+            extra_noise=extra_noise,
+            extra_noise_decay=extra_noise_decay,
+            min_std=min_std,
+            std_reset_threshold=std_reset_threshold,
+            stochastic_candidates=stochastic_candidates,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=False,
+        )
+        self.learning_rate = learning_rate
+        if _init_setup_model:
+            self._setup_model()
+
+    def _check_hyperparameters(self) -> None:
+        super()._check_hyperparameters()
+        counts = {
+            "buffer_size": self.buffer_size,
+            "batch_size": self.batch_size,
+            "n_noise_samples": self.n_noise_samples,
+            "ensemble_size": self.ensemble_size,
+        }
+        steps = {
+            "pretrain_steps": self.pretrain_steps,
+            "discriminator_steps": self.discriminator_steps,
+            "generator_steps": self.generator_steps,
+        }
+        for minimum, group in ((1, counts), (0, steps)):
+            for name, value in group.items():
+                if not (isinstance(value, int) and value >= minimum):
+                    raise ValueError(
+                        f"Invalid hyper-parameter for {type(self).__name__}: {name} must be an int >= {minimum}, "
+                        f"got {value!r}."
+                    )
+        if self.discriminator_noise < 0:
+            raise ValueError(f"Invalid hyper-parameter for {type(self).__name__}: discriminator_noise must be >= 0.")
+
+    def _make_policy(self) -> BasePolicy:
+        self._setup_lr_schedule()
+        return self.policy_class(  # type: ignore[call-arg]
+            self.observation_space,
+            self.action_space,
+            self.lr_schedule,
+            ensemble_size=self.ensemble_size,
+            **self.policy_kwargs,
+        )
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self.elite_buffer = EliteBuffer(self.buffer_size, self.device)
+
+    def train(self, weights: th.Tensor, result: PopulationResult) -> None:
+        """
+        Update the guiding CEM, feed the elite buffer, then train the hypernetwork and the discriminator.
+
+        :param weights: The evaluated CEM candidates, shape ``(population_size, n_params)``.
+        :param result: Their evaluation, with the recorded steps.
+        """
+        super().train(weights, result)
+        admitted = self._admit_elites(result)
+        self._update_learning_rate([self.policy.generator_optimizer, self.policy.discriminator_optimizer])
+        self.policy.set_training_mode(True)
+
+        start = time.perf_counter()
+        if self.pretrain:
+            mse_losses = [self._pretrain_step() for _ in range(self.pretrain_steps)]
+            self.logger.record("train/mse_loss", _mean(mse_losses))
+        pretrain_end = time.perf_counter()
+        if self.use_discriminator:
+            input_noise = min(self.discriminator_noise, 1.0 / (1.0 + self._n_iterations))
+            d_losses = [self._discriminator_step(input_noise) for _ in range(self.discriminator_steps)]
+            g_losses = [self._generator_step() for _ in range(self.generator_steps)]
+            self.logger.record("train/d_loss", _mean(d_losses))
+            self.logger.record("train/g_loss", _mean(g_losses))
+        adversarial_end = time.perf_counter()
+        self.policy.set_training_mode(False)
+
+        self.logger.record("train/buffer_size", self.elite_buffer.size)
+        self.logger.record("train/buffer_return_mean", self.elite_buffer.return_mean)
+        self.logger.record("train/buffer_admitted", int(admitted))
+        self.logger.record("train/learning_rate", self.lr_schedule(self._current_progress_remaining))
+        self.logger.record("train/generated_weight_distance", self._generated_weight_distance())
+        self.logger.record("train/cem_weight_distance", float(th.pdist(weights).mean()))
+        self.logger.record("time/pretrain_seconds", pretrain_end - start)
+        self.logger.record("time/adversarial_seconds", adversarial_end - pretrain_end)
+
+    def _admit_elites(self, result: PopulationResult) -> bool:
+        """Offer every step of this iteration's elite episodes to the buffer (Algorithm 2, lines 5-6)."""
+        assert result.observations is not None and result.outputs is not None and result.step_candidates is not None
+        elite = self._elite_indices(result.returns)
+        is_elite_step = np.isin(result.step_candidates, elite)
+        features = self.policy.obs_to_features(result.observations[is_elite_step])
+        targets = self.policy.outputs_to_targets(result.outputs[th.as_tensor(is_elite_step, device=result.outputs.device)])
+        return self.elite_buffer.admit(features, targets, float(np.mean(result.returns[elite])))
+
+    def _generate_fake(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """
+        ``GenerateFake`` of Algorithm 2: split the states among ``n_noise_samples`` freshly generated policies.
+
+        :param features: Buffered states, shape ``(batch, input_dim)``.
+        :return: The states used (``n_policies * (batch // n_policies)`` of them, shape ``(n_used, input_dim)``),
+            and the generated policies' targets on them (action probabilities or Box outputs), ``(n_used, output_dim)``.
+        """
+        n_policies = min(self.n_noise_samples, features.shape[0])
+        per_policy = features.shape[0] // n_policies
+        used = features[: n_policies * per_policy]
+        weights = self.policy.generate_weights(n_policies)
+        outputs = self.policy.network.forward(weights, used.reshape(n_policies, per_policy, -1))
+        return used, self.policy.outputs_to_targets(outputs.reshape(n_policies * per_policy, -1))
+
+    def _pretrain_step(self) -> float:
+        """One MSE step of the generator towards the elites' actions (Algorithm 2, lines 8-12)."""
+        features, targets = self.elite_buffer.sample(self.batch_size)
+        _, fake = self._generate_fake(features)
+        loss = F.mse_loss(fake, targets[: fake.shape[0]])
+        self._optimizer_step(self.policy.generator_optimizer, loss)
+        return loss.item()
+
+    def _discriminator_step(self, input_noise: float) -> float:
+        """One step of ``D`` on real elite tuples vs generated ones (Algorithm 2, lines 14-18)."""
+        features, targets = self.elite_buffer.sample(self.batch_size)
+        with th.no_grad():
+            used, fake = self._generate_fake(features)
+        real_inputs = (features, targets)
+        fake_inputs = (used, fake)
+        real_logits = self.policy.discriminator(*(x + input_noise * th.randn_like(x) for x in real_inputs))
+        fake_logits = self.policy.discriminator(*(x + input_noise * th.randn_like(x) for x in fake_inputs))
+        loss = F.binary_cross_entropy_with_logits(
+            real_logits, th.full_like(real_logits, REAL_LABEL)
+        ) + F.binary_cross_entropy_with_logits(fake_logits, th.full_like(fake_logits, FAKE_LABEL))
+        self._optimizer_step(self.policy.discriminator_optimizer, loss)
+        return loss.item()
+
+    def _generator_step(self) -> float:
+        """One adversarial step of the hypernetwork: ``-log D(fake)``, back-propagated into ``h`` (lines 19-22)."""
+        features, _ = self.elite_buffer.sample(self.batch_size)
+        used, fake = self._generate_fake(features)
+        logits = self.policy.discriminator(used, fake)
+        loss = F.binary_cross_entropy_with_logits(logits, th.ones_like(logits))
+        self._optimizer_step(self.policy.generator_optimizer, loss)
+        return loss.item()
+
+    @staticmethod
+    def _optimizer_step(optimizer: th.optim.Optimizer, loss: th.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def _generated_weight_distance(self, n_policies: int = 16) -> float:
+        """Mean pairwise L2 distance between generated weight vectors: how spread the learnt policy distribution is."""
+        with th.no_grad():
+            return float(th.pdist(self.policy.generate_weights(n_policies)).mean())
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.generator_optimizer", "policy.discriminator_optimizer"], []
+
+    def _excluded_save_params(self) -> list[str]:
+        # Like SB3's replay buffer: saved on request only (save_elite_buffer), since it can be large.
+        return [*super()._excluded_save_params(), "elite_buffer"]
+
+    def save_elite_buffer(self, path: str | pathlib.Path) -> None:
+        """Save the elite buffer as a pickle file (``.pkl`` appended when the path has no suffix)."""
+        save_to_pkl(path, self.elite_buffer, self.verbose)
+
+    def load_elite_buffer(self, path: str | pathlib.Path) -> None:
+        """Load an elite buffer saved by :meth:`save_elite_buffer` (moved to this model's device)."""
+        buffer = load_from_pkl(path, self.verbose)
+        if not isinstance(buffer, EliteBuffer):
+            raise ValueError(f"{path} does not hold a CEM-AH elite buffer (found {type(buffer).__name__}).")
+        for name in ("features", "targets", "returns"):
+            tensor = getattr(buffer, name)
+            if tensor is not None:
+                setattr(buffer, name, tensor.to(self.device))
+        buffer.device = self.device
+        self.elite_buffer = buffer
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")

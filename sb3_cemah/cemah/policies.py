@@ -1,0 +1,130 @@
+"""The CEM-AH policy: the guiding CEM's Gaussian, the hypernetwork, the discriminator and the test-time ensemble."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.type_aliases import Schedule
+from torch import nn
+
+from sb3_cemah.cem.policies import CEMPolicy
+from sb3_cemah.cemah.networks import Discriminator, HyperNetwork
+
+__all__ = ["CEMAHPolicy", "MlpPolicy"]
+
+
+class CEMAHPolicy(CEMPolicy):
+    """
+    Holds everything CEM-AH trains and acts with.
+
+    - the guiding CEM's Gaussian over flat weights (inherited ``mean`` and ``std``);
+    - the hypernetwork ``h(z)`` generating flat weights of the same policy network;
+    - the discriminator ``D(<s, a>)``;
+    - a fixed set of ``ensemble_size`` noise vectors for reproducible (deterministic) acting.
+
+    Acting (``predict``) uses an ensemble of ``ensemble_size`` generated policies: the mean of their action
+    probabilities for discrete actions (argmax when deterministic, sampled otherwise), the mean of their
+    outputs for Box actions. ``deterministic=True`` uses the fixed noise vectors; ``deterministic=False``
+    draws new ones at every call, as the authors' code does at every step.
+
+    :param observation_space: Observation space.
+    :param action_space: Action space (Discrete or bounded Box).
+    :param lr_schedule: Learning rate schedule of both optimisers (Adam, betas (0.5, 0.999) as in the authors' code).
+    :param net_arch: Hidden layer sizes of the generated policy network (``[]``: linear).
+    :param activation_fn: Activation of the policy network's hidden layers.
+    :param standardize_obs: Standardise each observation vector (see :class:`CEMPolicy`).
+    :param noise_dim: Size of the hypernetwork's input noise ``z``.
+    :param encoder_arch: Layer sizes of the hypernetwork's noise encoder.
+    :param head_arch: Hidden layer sizes of each weight/bias head.
+    :param discriminator_arch: Hidden layer sizes of the discriminator.
+    :param discriminator_dropout: Dropout probability in the discriminator.
+    :param ensemble_size: Number of generated policies that act together (the paper's K).
+    :param optimizer_class: Optimiser of the hypernetwork and of the discriminator.
+    :param optimizer_kwargs: Extra keyword arguments of the optimisers.
+    """
+
+    ensemble_noise: th.Tensor
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        standardize_obs: bool = False,
+        noise_dim: int = 100,
+        encoder_arch: list[int] | None = None,
+        head_arch: list[int] | None = None,
+        discriminator_arch: list[int] | None = None,
+        discriminator_dropout: float = 0.2,
+        ensemble_size: int = 10,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+    ):
+        super().__init__(observation_space, action_space, net_arch, activation_fn, standardize_obs)
+        if ensemble_size < 1 or noise_dim < 1:
+            raise ValueError(f"ensemble_size and noise_dim must be >= 1, got {ensemble_size} and {noise_dim}")
+        self.noise_dim = noise_dim
+        self.encoder_arch = [150, 200] if encoder_arch is None else list(encoder_arch)
+        self.head_arch = [200] if head_arch is None else list(head_arch)
+        self.discriminator_arch = [200, 100] if discriminator_arch is None else list(discriminator_arch)
+        self.discriminator_dropout = discriminator_dropout
+        self.ensemble_size = ensemble_size
+        self.optimizer_class = optimizer_class
+        self.optimizer_kwargs = {"betas": (0.5, 0.999)} if optimizer_kwargs is None else optimizer_kwargs
+
+        self.hypernetwork = HyperNetwork(self.network, noise_dim, self.encoder_arch, self.head_arch)
+        self.discriminator = Discriminator(
+            self.network.input_dim + self.network.output_dim, self.discriminator_arch, discriminator_dropout
+        )
+        self.register_buffer("ensemble_noise", th.randn(ensemble_size, noise_dim))
+        learning_rate = lr_schedule(1)
+        self.generator_optimizer = optimizer_class(self.hypernetwork.parameters(), lr=learning_rate, **self.optimizer_kwargs)  # type: ignore[call-arg]
+        self.discriminator_optimizer = optimizer_class(  # type: ignore[call-arg]
+            self.discriminator.parameters(), lr=learning_rate, **self.optimizer_kwargs
+        )
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            noise_dim=self.noise_dim,
+            encoder_arch=self.encoder_arch,
+            head_arch=self.head_arch,
+            discriminator_arch=self.discriminator_arch,
+            discriminator_dropout=self.discriminator_dropout,
+            ensemble_size=self.ensemble_size,
+            optimizer_class=self.optimizer_class,
+            optimizer_kwargs=self.optimizer_kwargs,
+        )
+        return data
+
+    def generate_weights(self, n_policies: int) -> th.Tensor:
+        """:return: Flat weights of ``n_policies`` freshly sampled policies, shape ``(n_policies, n_params)``."""
+        return self.hypernetwork(self.hypernetwork.sample_noise(n_policies))
+
+    def ensemble_outputs(self, features: th.Tensor, deterministic: bool) -> th.Tensor:
+        """
+        Combined output of the ensemble, in the space of :meth:`outputs_to_targets`.
+
+        :param features: Shape ``(batch, input_dim)``.
+        :param deterministic: Use the fixed noise vectors instead of fresh ones.
+        :return: Mean action probabilities (discrete) or mean tanh outputs (Box), shape ``(batch, output_dim)``.
+        """
+        noise = self.ensemble_noise if deterministic else self.hypernetwork.sample_noise(self.ensemble_size)
+        weights = self.hypernetwork(noise)
+        outputs = self.network.forward(weights, features.unsqueeze(0).expand(self.ensemble_size, -1, -1))
+        return self.outputs_to_targets(outputs).mean(dim=0)
+
+    def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:  # type: ignore[override]
+        combined = self.ensemble_outputs(self.features(observation), deterministic)
+        if not self.is_discrete:
+            return combined.reshape(combined.shape[0], *self.action_space.shape)  # type: ignore[misc]
+        if deterministic:
+            return combined.argmax(dim=-1)
+        return th.distributions.Categorical(probs=combined).sample()
+
+
+MlpPolicy = CEMAHPolicy
