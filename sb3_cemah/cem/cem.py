@@ -113,6 +113,8 @@ class CEM(BaseAlgorithm):
         self.stochastic_candidates = stochastic_candidates
         self._n_iterations = 0
         self._n_std_resets = 0
+        # Saved with the model so that load() can refuse a file written by another algorithm of this package.
+        self._algorithm_name = type(self).__name__
         self._check_hyperparameters()
         if self.env is not None:
             check_spaces(self.observation_space, self.action_space, type(self).__name__)
@@ -340,11 +342,13 @@ class CEM(BaseAlgorithm):
         finally:
             if hasattr(path, "seek"):
                 path.seek(0)
-        policy_class = (data or {}).get("policy_class")
+        data = data or {}
+        policy_class = data.get("policy_class")
         expected_policy = cls.policy_aliases["MlpPolicy"]
-        if not (isinstance(policy_class, type) and issubclass(policy_class, expected_policy)):
+        saved_by = data.get("_algorithm_name", "another algorithm")
+        if not (isinstance(policy_class, type) and issubclass(policy_class, expected_policy)) or saved_by != cls.__name__:
             found = getattr(policy_class, "__name__", policy_class)
             raise ValueError(
-                f"{path} was not saved by {cls.__name__}: its policy is {found}, expected a {expected_policy.__name__}. "
+                f"{path} was not saved by {cls.__name__} (saved by {saved_by}, policy {found}). "
                 "Load it with the algorithm class that saved it."
             )
