@@ -1,0 +1,168 @@
+"""
+rl-zoo3 integration: ``python -m rl_zoo3.train --algo cem|cemah`` with rl-zoo3 unmodified.
+
+The functions below patch rl-zoo3's modules right after they execute; the post-import hook that calls
+them is installed at interpreter start by the ``sb3_cemah_zoo.pth`` file of the wheel (see
+``sb3_cemah/zoo/_pth_hook.py``). They mutate rl-zoo3's dicts in place because rl-zoo3 imports them by
+name elsewhere (``from rl_zoo3.utils import ALGOS``), so every holder sees the new entries. All are
+idempotent.
+
+- :func:`register_algos` (``rl_zoo3.utils``): ``cem`` and ``cemah`` in ``ALGOS``; importing
+  :mod:`sb3_cemah` for them registers the maze ids, so ``--env sb3_cemah/Maze-v0`` needs no ``--gym-packages``.
+- :func:`register_samplers` (``rl_zoo3.hyperparams_opt``): Optuna samplers and converters for
+  ``-optimize`` (:mod:`sb3_cemah.zoo.samplers`).
+- :func:`patch_experiment_manager` (``rl_zoo3.exp_manager``): without ``-conf``, ``cem`` and ``cemah``
+  read this package's ``cem.yml`` / ``cemah.yml``, and a built-in algorithm reads this package's
+  ``<algo>.yml`` for an env that only that file knows (e.g. ``--algo dqn --env sb3_cemah/Maze-v0``);
+  the maze counts as a MiniGrid env, evaluated with stochastic actions.
+
+The yml files live in the repository's top-level ``hyperparams/`` (rl-zoo3's layout, usable with
+``-conf hyperparams/<algo>.yml`` from a checkout); the wheel maps them into the package as
+``sb3_cemah/zoo/hyperparams/``. :func:`hyperparams_dir` finds whichever exists, so regular and editable
+installs both work, and an editable install reads the checkout's files as they are edited.
+``python -m sb3_cemah.zoo [ALGO]`` prints that folder (or the file of ``ALGO``), for ``-conf``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from sb3_cemah.zoo import samplers
+
+__all__ = [
+    "ALGO_NAMES",
+    "default_config",
+    "hyperparams_dir",
+    "hyperparams_file",
+    "patch_experiment_manager",
+    "register_algos",
+    "register_samplers",
+]
+
+#: The names under which the algorithms are registered in rl-zoo3 (``--algo``).
+ALGO_NAMES = ("cem", "cemah")
+
+
+def hyperparams_dir() -> Path:
+    """
+    Folder of this package's rl-zoo3 hyper-parameter files.
+
+    :return: ``sb3_cemah/zoo/hyperparams`` in a wheel install, else the checkout's ``hyperparams/``.
+    """
+    packaged = Path(__file__).parent / "hyperparams"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "hyperparams"
+
+
+def hyperparams_file(algo: str) -> Path:
+    """
+    :param algo: An rl-zoo3 algorithm name (``cemah``, ``dqn``, ...).
+    :return: Path of this package's yml file for it (it may not exist, e.g. for ``ppo``).
+    """
+    return hyperparams_dir() / f"{algo}.yml"
+
+
+def _has_entry(config: Path, env_id: str) -> bool:
+    """Whether the yml file ``config`` exists and has an entry for ``env_id``."""
+    # PyYAML comes with rl-zoo3 (the [zoo] extra), not with sb3-cemah itself.
+    import yaml
+
+    if not config.is_file():
+        return False
+    with config.open() as file:
+        entries = yaml.safe_load(file) or {}
+    return env_id in entries
+
+
+def default_config(algo: str, env_id: str, zoo_config: Path) -> Path:
+    """
+    The hyper-parameter file used when the user gives no ``-conf``.
+
+    :param algo: The ``--algo`` value.
+    :param env_id: The gymnasium id of ``--env``.
+    :param zoo_config: rl-zoo3's own choice, ``<rl_zoo3>/hyperparams/<algo>.yml``.
+    :return: This package's file for ``cem`` and ``cemah``; for another algorithm, this package's file if it
+        has an entry for ``env_id`` and rl-zoo3's has none (where rl-zoo3 would fail), else ``zoo_config``.
+    """
+    ours = hyperparams_file(algo)
+    if algo in ALGO_NAMES:
+        return ours
+    if _has_entry(ours, env_id) and not _has_entry(zoo_config, env_id):
+        return ours
+    return zoo_config
+
+
+def register_algos(utils: ModuleType) -> None:
+    """
+    Add ``cem`` and ``cemah`` to ``rl_zoo3.utils.ALGOS``. Importing :mod:`sb3_cemah` also registers the
+    paper's maze ids, before ``rl_zoo3.train`` checks ``--env`` against gymnasium's registry.
+
+    :param utils: The ``rl_zoo3.utils`` module.
+    """
+    from sb3_cemah import CEM, CEMAH
+
+    utils.ALGOS.update({"cem": CEM, "cemah": CEMAH})
+
+
+def register_samplers(hyperparams_opt: ModuleType) -> None:
+    """
+    Add the Optuna samplers and converters of ``cem`` and ``cemah`` to ``rl_zoo3.hyperparams_opt``.
+
+    :param hyperparams_opt: The ``rl_zoo3.hyperparams_opt`` module.
+    """
+    hyperparams_opt.HYPERPARAMS_SAMPLER.update({"cem": samplers.sample_cem_params, "cemah": samplers.sample_cemah_params})
+    hyperparams_opt.HYPERPARAMS_CONVERTER.update({"cem": samplers.convert_cem_params, "cemah": samplers.convert_cemah_params})
+
+
+def patch_experiment_manager(exp_manager: ModuleType) -> None:
+    """
+    Wrap three methods of ``rl_zoo3.exp_manager.ExperimentManager``:
+
+    - ``__init__``: when no ``config`` (``-conf``) is given, replace rl-zoo3's default path by
+      :func:`default_config`'s choice. ``__init__`` only stores the path; it is read later, in
+      ``read_hyperparameters``.
+    - ``objective``: for ``cem`` / ``cemah``, let the samplers merge the sampled ``net_arch`` into the yml
+      file's ``policy_kwargs`` (:func:`sb3_cemah.zoo.samplers.base_policy_kwargs`).
+    - ``is_minigrid``: also true for the paper's maze, a MiniGrid env that rl-zoo3 does not recognise (it
+      looks for "minigrid" in the entry point). rl-zoo3 evaluates (``EvalCallback``, ``enjoy``) MiniGrid
+      agents with stochastic actions, and the paper tests on the maze by sampling from the policy's
+      softmax: a greedy policy can loop in the deterministic maze until the 10 000-step limit.
+
+    :param exp_manager: The ``rl_zoo3.exp_manager`` module.
+    """
+    from sb3_cemah.envs import MAZE_ID, MAZE_RANDOM_ID
+
+    manager = exp_manager.ExperimentManager
+    if "_sb3_cemah_patched" in vars(manager):
+        return
+    original_init: Callable[..., None] = manager.__init__
+    original_objective: Callable[..., float] = manager.objective
+    original_is_minigrid: Callable[[str], bool] = manager.is_minigrid
+    init_signature = inspect.signature(original_init)
+
+    @functools.wraps(original_init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        if not init_signature.bind(self, *args, **kwargs).arguments.get("config"):
+            self.config = str(default_config(self.algo, self.env_name.gym_id, Path(self.config)))
+
+    @functools.wraps(original_objective)
+    def objective(self: Any, trial: Any) -> float:
+        if self.algo not in ALGO_NAMES:
+            return original_objective(self, trial)
+        with samplers.base_policy_kwargs(self._hyperparams.get("policy_kwargs")):
+            return original_objective(self, trial)
+
+    def is_minigrid(env_id: str) -> bool:
+        return env_id in (MAZE_ID, MAZE_RANDOM_ID) or original_is_minigrid(env_id)
+
+    manager.__init__ = __init__
+    manager.objective = objective
+    manager.is_minigrid = staticmethod(is_minigrid)
+    manager._sb3_cemah_patched = True

@@ -1,0 +1,374 @@
+"""
+The rl-zoo3 integration, tested the way users run it: the real ``python -m rl_zoo3.train`` /
+``rl_zoo3.enjoy`` / ``rl_zoo3.plots`` commands in subprocesses of this interpreter, with rl-zoo3
+unmodified. They need sb3-cemah pip-installed (``pip install -e .[zoo,envs]``): the plug-in is the
+``sb3_cemah_zoo.pth`` file that the install puts in site-packages.
+
+Budgets are tiny (populations of 10, a few thousand steps, the maze cut to a few hundred steps per
+episode with ``--env-kwargs max_steps:N``): these check the plumbing and the files rl-zoo3 writes,
+not learning.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import importlib.util
+import inspect
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+HYPERPARAMS = REPO / "hyperparams"
+MAZE = "sb3_cemah/Maze-v0"
+# rl-zoo3 names folders after the env id with "/" replaced by "-".
+MAZE_FOLDER = "sb3_cemah-Maze-v0"
+# Shared by every training command: one torch thread (the machine has 2 cores and rl-zoo3 may run envs
+# in other processes), a fixed seed, short evaluations.
+COMMON = ["--seed", "0", "--num-threads", "1", "--eval-episodes", "2"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _plugin_installed() -> None:
+    if importlib.util.find_spec("sb3_cemah_zoo_hook") is None:
+        pytest.fail("sb3-cemah is not pip-installed: run `pip install -e .[zoo,envs]` (the rl-zoo3 hook comes with it)")
+
+
+def run_python(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """
+    Run ``python ARGS`` with this interpreter and fail with its output if it exits non-zero.
+
+    :param args: Arguments after ``python``.
+    :param cwd: Working directory (a temporary one, so that the checkout is not on ``sys.path``).
+    :param timeout: Seconds before the command is killed.
+    :return: The finished process, with ``stdout`` and ``stderr`` as text.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    process = subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert process.returncode == 0, f"python {' '.join(args)} exited {process.returncode}\n{process.stdout}\n{process.stderr}"
+    return process
+
+
+def run_dir(log_folder: Path, algo: str, env_folder: str, run_id: int = 1) -> Path:
+    """The folder of one rl-zoo3 run: ``<log_folder>/<algo>/<env>_<run_id>``."""
+    return log_folder / algo / f"{env_folder}_{run_id}"
+
+
+def assert_training_files(path: Path, env_folder: str, evaluations: bool = True) -> None:
+    """Check the files rl-zoo3 writes for a finished training run."""
+    assert (path / f"{env_folder}.zip").is_file()
+    assert (path / env_folder / "config.yml").is_file()
+    assert (path / env_folder / "args.yml").is_file()
+    assert list(path.glob("*.monitor.csv"))
+    if evaluations:
+        with np.load(path / "evaluations.npz") as data:
+            assert len(data["timesteps"]) >= 1
+            assert data["results"].shape[1] == 2  # --eval-episodes 2
+        assert (path / "best_model.zip").is_file()
+
+
+def assert_config_read(stdout: str, algo: str) -> None:
+    """Check that rl-zoo3 read this package's ``<algo>.yml`` (the checkout's, or the wheel's copy)."""
+    from sb3_cemah.zoo import hyperparams_file
+
+    line = next(line for line in stdout.splitlines() if line.startswith("Loading hyperparameters from: "))
+    assert Path(line.split(": ", 1)[1]).samefile(hyperparams_file(algo))
+
+
+# --- The hook itself ---------------------------------------------------------------------------------
+
+
+def test_interpreter_start_is_lazy_and_silent(tmp_path: Path) -> None:
+    # The .pth file runs in every Python process: it must only install the hook.
+    code = (
+        "import json, sys; print(json.dumps({'hook': 'sb3_cemah_zoo_hook' in sys.modules, "
+        "'heavy': sorted(m for m in ('torch', 'numpy', 'rl_zoo3', 'sb3_cemah', 'optuna', 'yaml') if m in sys.modules)}))"
+    )
+    process = run_python("-c", code, cwd=tmp_path)
+    assert json.loads(process.stdout) == {"hook": True, "heavy": []}
+    assert process.stderr == ""
+
+
+def test_installed_files() -> None:
+    # Regular and editable installs both carry the .pth file and the hook module (hatch force-include).
+    installed = {str(path) for path in importlib.metadata.files("sb3-cemah") or []}
+    assert {"sb3_cemah_zoo.pth", "sb3_cemah_zoo_hook.py"} <= installed
+
+
+def test_without_rl_zoo3(tmp_path: Path) -> None:
+    # rl-zoo3 absent (None in sys.modules makes its import fail): sb3_cemah and sb3_cemah.zoo import
+    # quietly, and sb3_cemah.zoo imports neither rl-zoo3 nor Optuna.
+    code = (
+        "import sys; sys.modules['rl_zoo3'] = None; import sb3_cemah, sb3_cemah.zoo; "
+        "print(sys.modules['rl_zoo3'] is None and 'optuna' not in sys.modules)"
+    )
+    process = run_python("-c", code, cwd=tmp_path)
+    assert process.stdout.strip() == "True"
+    assert process.stderr == ""
+
+
+def test_without_sb3_cemah(tmp_path: Path) -> None:
+    # The package gone but its .pth file left (e.g. a moved editable checkout): rl-zoo3 works, silently.
+    code = "import sys; sys.modules['sb3_cemah'] = None; from rl_zoo3 import ALGOS; print('ppo' in ALGOS, 'cemah' in ALGOS)"
+    process = run_python("-c", code, cwd=tmp_path)
+    assert process.stdout.split() == ["True", "False"]
+    assert process.stderr == ""
+
+
+def test_failed_patch_warns_and_keeps_rl_zoo3_usable(tmp_path: Path) -> None:
+    code = "import sys; sys.modules['sb3_cemah.zoo'] = None; import rl_zoo3; print('ppo' in rl_zoo3.ALGOS)"
+    process = run_python("-c", code, cwd=tmp_path)
+    assert process.stdout.strip() == "True"
+    assert "sb3-cemah could not patch rl_zoo3.utils" in process.stderr
+
+
+def test_registration_in_process() -> None:
+    from rl_zoo3 import ALGOS
+    from rl_zoo3.exp_manager import ExperimentManager
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+
+    from sb3_cemah import CEM, CEMAH
+    from sb3_cemah.zoo import samplers
+
+    assert ALGOS["cem"] is CEM and ALGOS["cemah"] is CEMAH
+    assert HYPERPARAMS_SAMPLER["cemah"] is samplers.sample_cemah_params
+    assert HYPERPARAMS_CONVERTER["cem"] is samplers.convert_cem_params
+    assert ExperimentManager.is_minigrid(MAZE) and not ExperimentManager.is_minigrid("CartPole-v1")
+
+
+def test_default_config(tmp_path: Path) -> None:
+    from sb3_cemah.zoo import default_config, hyperparams_dir, hyperparams_file
+
+    assert hyperparams_file("cemah").is_file() and hyperparams_file("cem").is_file()
+    zoo_dqn = tmp_path / "dqn.yml"
+    zoo_dqn.write_text("CartPole-v1:\n  policy: MlpPolicy\n")
+    # cem/cemah: always ours; a built-in algorithm: ours only for an env that only ours knows.
+    assert default_config("cemah", "CartPole-v1", tmp_path / "cemah.yml") == hyperparams_dir() / "cemah.yml"
+    assert default_config("dqn", MAZE, zoo_dqn) == hyperparams_dir() / "dqn.yml"
+    assert default_config("dqn", "CartPole-v1", zoo_dqn) == zoo_dqn
+    assert default_config("ppo", MAZE, tmp_path / "ppo.yml") == tmp_path / "ppo.yml"
+
+
+def test_sampler_merges_base_policy_kwargs() -> None:
+    optuna = pytest.importorskip("optuna")
+    from sb3_cemah.zoo import samplers
+
+    trial = optuna.trial.FixedTrial(
+        {
+            "population_size": 50,
+            "elite_frac": 0.1,
+            "initial_std": 1.0,
+            "net_arch": "small",
+            "learning_rate": 1e-4,
+            "batch_size": 100,
+            "ensemble_size": 5,
+            "pretrain_steps": 10,
+            "discriminator_steps": 1,
+            "generator_steps": 1,
+        }
+    )
+    with samplers.base_policy_kwargs({"standardize_obs": True, "net_arch": []}):
+        params = samplers.sample_cemah_params(trial, 0, 1, {})
+    assert params["policy_kwargs"] == {"standardize_obs": True, "net_arch": [64]}
+    assert params["ensemble_size"] == 5 and "net_arch" not in params
+    # Without the context (a trial reloaded with --trial-id), only the sampled net_arch.
+    assert samplers.convert_cem_params({"net_arch": "linear", "population_size": 20})["policy_kwargs"] == {"net_arch": []}
+
+
+# --- The yml files -----------------------------------------------------------------------------------
+
+# Keys that rl-zoo3 consumes itself instead of passing them to the algorithm.
+ZOO_KEYS = {"n_timesteps", "n_envs", "normalize", "env_wrapper", "vec_env_wrapper", "frame_stack", "callback"}
+ZOO_KEYS |= {"monitor_kwargs", "env_kwargs", "noise_type", "noise_std"}
+
+
+def _constructor_parameters(cls: type) -> set[str]:
+    """Keyword arguments of ``cls``, and of its base classes as long as ``**kwargs`` passes them on."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = inspect.signature(klass).parameters
+        names |= set(parameters)
+        if not any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+            break
+    return names
+
+
+@pytest.mark.parametrize("algo", ["cemah", "cem", "dqn", "ddpg", "a2c", "ars"])
+def test_yml_entries_fit_the_constructors(algo: str) -> None:
+    from rl_zoo3 import ALGOS
+    from rl_zoo3.utils import get_wrapper_class
+
+    entries: dict[str, dict[str, Any]] = yaml.safe_load((HYPERPARAMS / f"{algo}.yml").read_text())
+    cls = ALGOS[algo]
+    accepted = _constructor_parameters(cls)
+    for env_id, entry in entries.items():
+        assert "n_timesteps" in entry and "policy" in entry, env_id
+        unknown = set(entry) - ZOO_KEYS - accepted
+        assert not unknown, f"{algo}.yml {env_id}: {unknown} are not arguments of {cls.__name__}"
+        policy_class = cls.policy_aliases[entry["policy"]]
+        policy_kwargs = entry.get("policy_kwargs", {})
+        if isinstance(policy_kwargs, str):
+            policy_kwargs = eval(policy_kwargs)  # as rl-zoo3 does
+        unknown = set(policy_kwargs) - _constructor_parameters(policy_class)
+        assert not unknown, f"{algo}.yml {env_id}: {unknown} are not arguments of {policy_class.__name__}"
+        if "env_wrapper" in entry:
+            assert get_wrapper_class(dict(entry)) is not None
+
+
+# The envs that cem.yml and cemah.yml must cover, besides "default".
+REQUIRED_ENVS = [MAZE, "ReacherBulletEnv-v0", "AntBulletEnv-v0", "Walker2DBulletEnv-v0", "CartPole-v1", "Pendulum-v1"]
+
+
+@pytest.mark.parametrize("algo", ["cemah", "cem"])
+def test_paper_settings(algo: str) -> None:
+    entries = yaml.safe_load((HYPERPARAMS / f"{algo}.yml").read_text())
+    for env_id in ["default", *REQUIRED_ENVS]:
+        entry = entries[env_id]
+        # N = 100 candidates, the top 10 %, one episode each, the 2-layer policy.
+        assert (entry["population_size"], entry["elite_frac"], entry["n_eval_episodes"]) == (100, 0.1, 1)
+        assert eval(entry["policy_kwargs"])["net_arch"] == []
+        if algo == "cemah":
+            # M = 100, K = 10, Adam lr 1e-4.
+            assert (entry["n_noise_samples"], entry["ensemble_size"], entry["learning_rate"]) == (100, 10, 1e-4)
+
+
+# --- The commands --------------------------------------------------------------------------------------
+
+
+def test_cemah_train_enjoy_plot(tmp_path: Path) -> None:
+    # One user workflow in one test: under `pytest -n 2` a shared fixture would train once per worker.
+    process = run_python(
+        "-m", "rl_zoo3.train", "--algo", "cemah", "--env", "CartPole-v1", "-n", "2000", "-f", str(tmp_path),
+        "--eval-freq", "1000", *COMMON, "-params", "population_size:10", "pretrain_steps:5", "n_envs:4",
+        cwd=tmp_path,
+    )  # fmt: skip
+    # No -conf: the package's cemah.yml, with -params applied on top.
+    assert_config_read(process.stdout, "cemah")
+    path = run_dir(tmp_path, "cemah", "CartPole-v1")
+    assert_training_files(path, "CartPole-v1")
+    config = dict(yaml.load((path / "CartPole-v1" / "config.yml").read_text(), Loader=yaml.UnsafeLoader))
+    assert config["population_size"] == 10 and config["ensemble_size"] == 10
+
+    process = run_python(
+        "-m", "rl_zoo3.enjoy", "--algo", "cemah", "--env", "CartPole-v1", "-f", str(tmp_path), "--no-render", "-n", "200",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert "Episode Reward" in process.stdout
+
+    # rl-zoo3's plot scripts need seaborn and scipy (the [zoo] extra installs them, rl-zoo3 does not).
+    if importlib.util.find_spec("seaborn") is None or importlib.util.find_spec("scipy") is None:
+        pytest.skip("seaborn or scipy missing: plots not tested")
+    output = tmp_path / "results"
+    run_python(
+        "-m", "rl_zoo3.plots.plot_train", "-a", "cemah", "-e", "CartPole-v1", "-f", str(tmp_path), "-w", "5",
+        cwd=tmp_path,
+    )  # fmt: skip
+    run_python(
+        "-m", "rl_zoo3.plots.all_plots", "-a", "cemah", "-e", "CartPole-v1", "-f", str(tmp_path), "--no-display",
+        "-o", str(output),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert output.with_suffix(".pkl").is_file()
+
+
+def test_train_cem_maze(tmp_path: Path) -> None:
+    process = run_python(
+        "-m", "rl_zoo3.train", "--algo", "cem", "--env", MAZE, "-n", "2000", "-f", str(tmp_path), "--eval-freq", "1000",
+        *COMMON, "-params", "population_size:10", "--env-kwargs", "max_steps:200",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert_config_read(process.stdout, "cem")
+    assert_training_files(run_dir(tmp_path, "cem", MAZE_FOLDER), MAZE_FOLDER)
+    run_python(
+        "-m", "rl_zoo3.enjoy", "--algo", "cem", "--env", MAZE, "-f", str(tmp_path), "--no-render", "-n", "300", cwd=tmp_path
+    )
+
+
+def test_optimize_cemah(tmp_path: Path) -> None:
+    # CartPole, not the maze: the sampler may pick the 3-layer policy, whose hypernetwork output grows with
+    # the observation size (243 on the maze) and makes a trial take minutes. standardize_obs=True stands
+    # for a yml setting that the sampled net_arch must not wipe out.
+    trials = tmp_path / "trials"
+    run_python(
+        "-m", "rl_zoo3.train", "--algo", "cemah", "--env", "CartPole-v1", "-optimize", "--n-trials", "2", "-n", "500",
+        "--n-evaluations", "1", "--n-startup-trials", "2", "--no-optim-plots", "-f", str(tmp_path),
+        "--optimization-log-path", str(trials), *COMMON, "-params", "policy_kwargs:dict(net_arch=[],standardize_obs=True)",
+        cwd=tmp_path,
+    )  # fmt: skip
+    from sb3_cemah import CEMAH
+    from sb3_cemah.zoo.samplers import NET_ARCHS
+
+    (report,) = (tmp_path / "cemah").glob("report_*.csv")
+    with report.open() as file:
+        rows = list(csv.DictReader(file))
+    assert [row["state"] for row in rows] == ["COMPLETE", "COMPLETE"]
+    for row in rows:
+        model = CEMAH.load(trials / f"trial_{row['number']}" / "best_model.zip", device="cpu")
+        # The sampled values are used, and the other policy_kwargs are kept.
+        assert model.population_size == int(row["params_population_size"])
+        assert model.ensemble_size == int(row["params_ensemble_size"])
+        assert model.policy.net_arch == NET_ARCHS[row["params_net_arch"]]
+        assert model.policy.standardize_obs
+
+
+def test_train_subproc(tmp_path: Path) -> None:
+    run_python(
+        "-m", "rl_zoo3.train", "--algo", "cemah", "--env", "CartPole-v1", "--vec-env", "subproc", "-n", "1000",
+        "-f", str(tmp_path), "--eval-freq", "500", *COMMON, "-params", "population_size:10", "n_envs:2", "pretrain_steps:5",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert_training_files(run_dir(tmp_path, "cemah", "CartPole-v1"), "CartPole-v1")
+
+
+def test_train_cemah_pybullet(tmp_path: Path) -> None:
+    pytest.importorskip("pybullet_envs_gymnasium")
+    env = "ReacherBulletEnv-v0"
+    # 150 steps per episode: one population of 10 is 1500 steps.
+    run_python(
+        "-m", "rl_zoo3.train", "--algo", "cemah", "--env", env, "-n", "1500", "-f", str(tmp_path), "--eval-freq", "1000",
+        *COMMON, "-params", "population_size:10", "pretrain_steps:5",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert_training_files(run_dir(tmp_path, "cemah", env), env)
+
+
+def test_baseline_dqn_maze(tmp_path: Path) -> None:
+    run_python(
+        "-m", "rl_zoo3.train", "--algo", "dqn", "--env", MAZE, "-conf", str(HYPERPARAMS / "dqn.yml"), "-n", "500",
+        "-f", str(tmp_path), "--eval-freq", "250", *COMMON, "--env-kwargs", "max_steps:100",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert_training_files(run_dir(tmp_path, "dqn", MAZE_FOLDER), MAZE_FOLDER)
+
+
+def test_baseline_without_conf_uses_package_file(tmp_path: Path) -> None:
+    # rl-zoo3's ddpg.yml has no maze entry: the package's is read, with its DiscreteToBoxActionWrapper.
+    process = run_python(
+        "-m", "rl_zoo3.train", "--algo", "ddpg", "--env", MAZE, "-n", "200", "-f", str(tmp_path), "--eval-freq", "-1",
+        *COMMON, "--env-kwargs", "max_steps:100",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert_config_read(process.stdout, "ddpg")
+    assert_training_files(run_dir(tmp_path, "ddpg", MAZE_FOLDER), MAZE_FOLDER, evaluations=False)
+
+
+def test_print_hyperparams_path(capsys: pytest.CaptureFixture[str]) -> None:
+    from sb3_cemah.zoo import hyperparams_file
+    from sb3_cemah.zoo.__main__ import main
+
+    main(["a2c"])
+    assert Path(capsys.readouterr().out.strip()) == hyperparams_file("a2c")
+    with pytest.raises(SystemExit):
+        main(["ppo"])
