@@ -8,11 +8,12 @@ import sys
 import time
 import zipfile
 from collections.abc import Iterable
+from numbers import Integral
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.base_class import BaseAlgorithm, maybe_make_env
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.save_util import load_from_zip_file
@@ -90,6 +91,10 @@ class CEM(BaseAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
+        if env is not None:
+            # Checked before BaseAlgorithm's own checks, whose messages (e.g. "use MultiInputPolicy") do not apply here.
+            env = maybe_make_env(env, verbose)
+            check_spaces(env.observation_space, env.action_space, type(self).__name__)
         super().__init__(
             policy,
             env,
@@ -116,8 +121,6 @@ class CEM(BaseAlgorithm):
         # Saved with the model so that load() can refuse a file written by another algorithm of this package.
         self._algorithm_name = type(self).__name__
         self._check_hyperparameters()
-        if self.env is not None:
-            check_spaces(self.observation_space, self.action_space, type(self).__name__)
         if _init_setup_model:
             self._setup_model()
 
@@ -129,9 +132,9 @@ class CEM(BaseAlgorithm):
     def _check_hyperparameters(self) -> None:
         """Reject invalid values before anything runs, naming the parameter."""
         checks = [
-            (isinstance(self.population_size, int) and self.population_size >= 2, "population_size must be an int >= 2"),
+            (isinstance(self.population_size, Integral) and self.population_size >= 2, "population_size must be an int >= 2"),
             (0.0 < self.elite_frac <= 1.0, "elite_frac must be in (0, 1]"),
-            (isinstance(self.n_eval_episodes, int) and self.n_eval_episodes >= 1, "n_eval_episodes must be an int >= 1"),
+            (isinstance(self.n_eval_episodes, Integral) and self.n_eval_episodes >= 1, "n_eval_episodes must be an int >= 1"),
             (self.initial_std > 0.0, "initial_std must be > 0"),
             (self.extra_noise >= 0.0 and self.extra_noise_decay >= 0.0, "extra_noise and extra_noise_decay must be >= 0"),
             (self.min_std >= 0.0, "min_std must be >= 0"),
@@ -189,7 +192,7 @@ class CEM(BaseAlgorithm):
         total_timesteps: int,
         callback: MaybeCallback = None,
         log_interval: int = 1,
-        tb_log_name: str = "CEM",
+        tb_log_name: str | None = None,
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfCEM:
@@ -200,13 +203,13 @@ class CEM(BaseAlgorithm):
         :param total_timesteps: Env steps to train for.
         :param callback: Callback(s) called at every VecEnv step; returning False stops training.
         :param log_interval: Dump the logs every this many iterations.
-        :param tb_log_name: Name of the tensorboard run.
+        :param tb_log_name: Name of the tensorboard run (default: the algorithm's class name, as SB3 does).
         :param reset_num_timesteps: Whether to reset the timestep counter (False continues a loaded model).
         :param progress_bar: Display a progress bar using tqdm and rich.
         :return: The trained model.
         """
         total_timesteps, callback = self._setup_learn(
-            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+            total_timesteps, callback, reset_num_timesteps, tb_log_name or type(self).__name__, progress_bar
         )
         callback.on_training_start(locals(), globals())
         assert self.env is not None

@@ -52,9 +52,10 @@ class EliteBuffer:
         if elite_return < self.return_mean:
             return False
         if self.features is None or self.targets is None or self.returns is None:
-            self.features = th.empty(self.buffer_size, features.shape[1], device=self.device)
-            self.targets = th.empty(self.buffer_size, targets.shape[1], device=self.device)
-            self.returns = th.empty(self.buffer_size, device=self.device)
+            # Zeros, not empty: unused rows are then deterministic and compare equal after a save/load round trip.
+            self.features = th.zeros(self.buffer_size, features.shape[1], device=self.device)
+            self.targets = th.zeros(self.buffer_size, targets.shape[1], device=self.device)
+            self.returns = th.zeros(self.buffer_size, device=self.device)
         # A batch larger than the buffer keeps only its newest tuples, as a FIFO would.
         features, targets = features[-self.buffer_size :], targets[-self.buffer_size :]
         indices = (self.position + th.arange(features.shape[0], device=self.device)) % self.buffer_size
