@@ -54,6 +54,10 @@ class CEMPolicy(BasePolicy):
             net_arch=tuple(self.net_arch),
             activation_fn=activation_fn,
         )
+        if isinstance(action_space, spaces.Box):
+            # Precomputed [-1, 1] -> [low, high] rescaling: SB3's unscale_action costs more than the policy per step.
+            self._action_low = action_space.low.astype(np.float32)
+            self._action_half_range = (0.5 * (action_space.high - action_space.low)).astype(np.float32)
         # Buffers, not parameters: no optimiser touches them, but they are saved and moved with the policy.
         self.register_buffer("mean", th.zeros(self.network.n_params))
         self.register_buffer("std", th.ones(self.network.n_params))
@@ -62,6 +66,11 @@ class CEMPolicy(BasePolicy):
         data = super()._get_constructor_parameters()
         data.update(net_arch=self.net_arch, activation_fn=self.activation_fn, standardize_obs=self.standardize_obs)
         return data
+
+    @property
+    def device(self) -> th.device:
+        """The device of the search distribution (SB3's default looks for parameters, which CEM has none of)."""
+        return self.mean.device
 
     def sample_weights(self, n_samples: int) -> th.Tensor:
         """
@@ -116,14 +125,15 @@ class CEMPolicy(BasePolicy):
         if self.is_discrete:
             if deterministic:
                 return outputs.argmax(dim=-1)
-            return th.distributions.Categorical(logits=outputs).sample()
+            # multinomial rather than a Categorical distribution object: this runs at every env step.
+            return th.multinomial(th.softmax(outputs, dim=-1), 1).squeeze(-1)
         return outputs.reshape(outputs.shape[0], *self.action_space.shape)  # type: ignore[misc]
 
     def outputs_to_env_actions(self, outputs: th.Tensor, deterministic: bool) -> np.ndarray:
         """:param outputs: Network outputs ``(batch, output_dim)``.
         :return: Actions the env accepts, rescaled to the Box bounds, as a numpy array."""
         actions = self.outputs_to_actions(outputs, deterministic).cpu().numpy()
-        return actions if self.is_discrete else self.unscale_action(actions)
+        return actions if self.is_discrete else self._action_low + (actions + 1.0) * self._action_half_range
 
     def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:  # type: ignore[override]
         """

@@ -8,7 +8,7 @@ loop over policies. This module owns the flat layout of the weights.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch as th
 from torch import nn
@@ -34,6 +34,7 @@ class FlatPolicyNetwork:
     output_dim: int
     net_arch: tuple[int, ...] = ()
     activation_fn: type[nn.Module] = nn.ReLU
+    _activation: nn.Module = field(init=False, repr=False, compare=False)
 
     @property
     def layer_shapes(self) -> list[tuple[int, int]]:
@@ -74,10 +75,23 @@ class FlatPolicyNetwork:
         :param features: Preprocessed observations, shape ``(n_policies, batch, input_dim)``.
         :return: tanh outputs in [-1, 1], shape ``(n_policies, batch, output_dim)``.
         """
-        layers = self.unflatten(flat_weights)
+        return self.forward_layers(self.unflatten(flat_weights), features)
+
+    def forward_layers(self, layers: list[tuple[th.Tensor, th.Tensor]], features: th.Tensor) -> th.Tensor:
+        """
+        :meth:`forward` on weights already split by :meth:`unflatten` (views that stay valid when the flat
+        tensor is updated in place: the population evaluator splits once per population, not per step).
+
+        :param layers: Output of :meth:`unflatten`.
+        :param features: Shape ``(n_policies, batch, input_dim)``.
+        :return: Shape ``(n_policies, batch, output_dim)``.
+        """
         hidden = features
-        activation = self.activation_fn()
         for index, (weight, bias) in enumerate(layers):
             hidden = th.baddbmm(bias, hidden, weight)
-            hidden = activation(hidden) if index < len(layers) - 1 else th.tanh(hidden)
+            hidden = self._activation(hidden) if index < len(layers) - 1 else th.tanh(hidden)
         return hidden
+
+    def __post_init__(self) -> None:
+        # Built once: instantiating the module at every forward costs more than a linear policy's matmul.
+        object.__setattr__(self, "_activation", self.activation_fn())

@@ -104,6 +104,11 @@ def evaluate_population(
     recorded_outputs: list[th.Tensor] = []
     recorded_candidates: list[np.ndarray] = []
 
+    # Each slot's weights live in one tensor whose rows change only when a slot takes a new candidate; its
+    # per-layer views are split once, so a step costs one batched forward pass and no gathering.
+    slot_weights = flat_weights[th.as_tensor(np.maximum(slot_job, 0) // n_episodes, device=flat_weights.device)].clone()
+    slot_layers = policy.network.unflatten(slot_weights)
+
     obs = env.reset()
     assert isinstance(obs, np.ndarray), "Dict and Tuple observations are not supported"
     _check_finite(obs, "observation")
@@ -111,16 +116,13 @@ def evaluate_population(
     with th.no_grad():
         while n_finished < n_jobs:
             active = slot_job >= 0
-            # Idle slots reuse the last job's candidate: their steps are discarded below.
-            slot_candidate = np.where(active, slot_job, n_jobs - 1) // n_episodes
             features = policy.obs_to_features(obs)
-            weights = flat_weights[th.as_tensor(slot_candidate, device=flat_weights.device)]
-            outputs = policy.network.forward(weights, features.unsqueeze(1)).squeeze(1)
+            outputs = policy.network.forward_layers(slot_layers, features.unsqueeze(1)).squeeze(1)
             actions = policy.outputs_to_env_actions(outputs, deterministic)
             if record:
                 recorded_obs.append(obs[active])
                 recorded_outputs.append(outputs[th.as_tensor(active, device=outputs.device)])
-                recorded_candidates.append(slot_candidate[active])
+                recorded_candidates.append(slot_job[active] // n_episodes)
 
             new_obs, rewards, dones, infos = env.step(actions)
             assert isinstance(new_obs, np.ndarray)
@@ -136,7 +138,13 @@ def evaluate_population(
                 n_finished += 1
                 slot_return[slot] = 0.0
                 slot_length[slot] = 0
-                slot_job[slot] = next_job if next_job < n_jobs else -1
+                if next_job < n_jobs:
+                    slot_job[slot] = next_job
+                    slot_weights[slot] = flat_weights[next_job // n_episodes]
+                else:
+                    # Idle: the slot steps with the last candidate's weights until all finish; discarded steps.
+                    slot_job[slot] = -1
+                    slot_weights[slot] = flat_weights[-1]
                 next_job += 1
             obs = new_obs
 
