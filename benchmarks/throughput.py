@@ -448,6 +448,13 @@ def diagnosis(measurements: list[Measurement], machine: dict[str, Any], n_envs: 
     inside = float(np.median([1e6 * m.env_cpu_seconds / m.vec_steps for m in cem]))
     return f"""## Diagnosis (sb3_cemah source {machine.get("sb3_cemah_source_sha1", "digest not recorded")})
 
+The parts and the fix below were found on the evaluator before commit "Population evaluator: split slot weights
+once per population..." (source digest e49559af80bd), when CEM's own work outside the envs was 500-560 µs per
+VecEnv step and CEM ran at 0.73-0.77x the random rate, 1.7-1.9x ARS. That commit applies the fix (per-slot
+weights split once per population, the activation built once, the device from the `mean` buffer, precomputed
+action scaling, `th.multinomial`); the numbers of this run are measured on the code named in the heading.
+The numpy forward pass is not done.
+
 The envs cost CEM about what they cost the random baseline (table above); CEM's gap is its own work per
 VecEnv step outside `step_wait`: {outside:.0f} µs median for {n_envs} env steps, next to {inside:.0f} µs inside
 the envs. Its parts, timed separately (reacher shapes, 8 slots, one torch thread, loaded machine):
