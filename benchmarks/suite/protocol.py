@@ -1,0 +1,365 @@
+"""
+The benchmark protocols: which runs exist, their budgets, and the rl-zoo3 command of each.
+
+Everything that decides *what* is run lives here, so the runner (:mod:`benchmarks.suite.run`) and the
+report (:mod:`benchmarks.suite.report`) agree on it. Hyper-parameters are never set here: they come from
+``hyperparams/<algo>.yml`` (the files users get) or from rl-zoo3's own files; the suite only chooses the
+env-step budget (``-n``), the evaluation schedule, the seeds and a wall-clock cap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HYPERPARAMS_DIR = REPO_ROOT / "hyperparams"
+#: Where run folders are written (committed: small CSV/JSON files; rl-zoo3's model zips are ignored).
+DEFAULT_RESULTS_ROOT = REPO_ROOT / "docs" / "benchmarks" / "suite" / "results"
+
+#: Evaluation: episodes per evaluation point and the number of points per run (rl-zoo3's EvalCallback).
+EVAL_EPISODES = 10
+EVAL_POINTS = 20
+
+POPULATION_ALGOS = ("cemah", "cem", "ars")
+ALL_ALGOS = ("cemah", "cem", "ars", "a2c", "ddpg", "dqn")
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """A return from the paper (or rl-zoo3) that the report measures the time to reach."""
+
+    label: str
+    value: float
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """
+    One benchmark environment.
+
+    :param key: Short name used on the command line and in folder names.
+    :param env_id: The gymnasium id given to rl-zoo3.
+    :param max_episode_steps: Episode length limit (for the full protocol's 50k-episode ceiling).
+    :param typical_episode_steps: Steps of an average episode, to convert the paper's episodes to steps.
+    :param algos: Algorithms run on this env.
+    :param references: Returns whose time-to-reach the report gives.
+    :param env_steps_per_s: One core, random actions (DESIGN.md section 4): the physical limit.
+    """
+
+    key: str
+    env_id: str
+    max_episode_steps: int
+    typical_episode_steps: int
+    algos: tuple[str, ...]
+    references: tuple[Reference, ...]
+    env_steps_per_s: float
+
+
+ENVS: dict[str, EnvSpec] = {
+    "maze": EnvSpec(
+        key="maze",
+        env_id="sb3_cemah/Maze-v0",
+        max_episode_steps=10_000,
+        typical_episode_steps=1_000,
+        algos=ALL_ALGOS,
+        references=(
+            Reference("paper CEM-AH @4k episodes", 884.55),
+            Reference("paper CEM-AH final", 888.66),
+            Reference("paper DDPG final", 909.90),
+            # Ours: the goal within 100 steps (the optimum is 16 steps, 998.4); a random walk scores ~880.
+            Reference("goal within 100 steps", 990.0),
+        ),
+        env_steps_per_s=3_500.0,
+    ),
+    "reacher": EnvSpec(
+        key="reacher",
+        env_id="ReacherBulletEnv-v0",
+        max_episode_steps=150,
+        typical_episode_steps=150,
+        algos=("cemah", "cem", "ars", "a2c", "ddpg"),
+        # The paper's reacher is the authors' own env: its returns are not comparable, so rl-zoo3's.
+        references=(
+            Reference("rl-zoo3 ARS agent", -4.2),
+            Reference("rl-zoo3 A2C", 15.0),
+            Reference("rl-zoo3 DDPG", 15.6),
+        ),
+        env_steps_per_s=6_600.0,
+    ),
+    "ant": EnvSpec(
+        key="ant",
+        env_id="AntBulletEnv-v0",
+        max_episode_steps=1_000,
+        typical_episode_steps=1_000,
+        algos=("cemah", "cem", "ars", "a2c", "ddpg"),
+        references=(
+            Reference("paper CEM final", 739.59),
+            Reference("paper CEM-AH final", 845.51),
+        ),
+        env_steps_per_s=1_100.0,
+    ),
+    "walker": EnvSpec(
+        key="walker",
+        env_id="Walker2DBulletEnv-v0",
+        max_episode_steps=1_000,
+        typical_episode_steps=1_000,
+        algos=("cemah", "cem", "ars", "a2c", "ddpg"),
+        references=(
+            Reference("paper CEM final", 550.78),
+            Reference("paper CEM-AH final", 640.54),
+        ),
+        env_steps_per_s=1_350.0,
+    ),
+}
+
+#: Cheapest first: the order in which the runner launches envs.
+ENV_ORDER = ("maze", "reacher", "ant", "walker")
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteSpec:
+    """
+    A protocol: per-env step budgets and caps, and seeds per algorithm.
+
+    :param budgets: Env steps per run (``-n``), the same for every algorithm on an env.
+    :param caps_s: Wall-clock cap per run in seconds for the gradient methods (a2c, ddpg, dqn), which may
+        reach it before the budget; the run records where it stopped.
+    :param population_cap_s: Wall-clock cap of the population methods, only a safety net (a run that hangs):
+        they are meant to run their whole budget.
+    :param max_episodes: Stop after this many training episodes (the paper's 50k), or None.
+    :param population_seeds: Seeds of cemah, cem, ars.
+    :param other_seeds: Seeds of a2c, ddpg, dqn.
+    """
+
+    name: str
+    budgets: dict[str, int]
+    caps_s: dict[str, float]
+    population_cap_s: float
+    max_episodes: int | None
+    population_seeds: tuple[int, ...]
+    other_seeds: tuple[int, ...]
+    description: str
+    #: ``--eval-freq`` per env instead of ``budget / EVAL_POINTS`` (the probe's budgets are ceilings).
+    eval_freqs: dict[str, int] | None = None
+
+
+# Quick: about 6 core-hours in all (`--dry-run` prints the estimate). The budgets come from the rates the
+# probe suite measured on this machine (docs/benchmarks/suite/step_rates.json). The 20 evaluations of 10
+# episodes cost as much as training on the PyBullet envs (CEM-AH acts at a few hundred steps per second
+# there), which is why ant and walker get only 200k steps. DDPG and DQN are cut by the 10-minute cap.
+QUICK = SuiteSpec(
+    name="quick",
+    budgets={"maze": 1_000_000, "reacher": 500_000, "ant": 200_000, "walker": 200_000},
+    caps_s=dict.fromkeys(ENVS, 600.0),
+    population_cap_s=3600.0,
+    max_episodes=None,
+    population_seeds=(0, 1, 2),
+    other_seeds=(0,),
+    description="3 seeds for cemah/cem/ars, 1 for the others; about 6 core-hours.",
+)
+
+# Full: the paper's 50k training episodes (a step ceiling of 50k typical episodes, and the episode count
+# enforced by the wrapper), 3 seeds for every algorithm; a 48 h cap keeps DDPG finite.
+FULL = SuiteSpec(
+    name="full",
+    budgets={key: 50_000 * env.typical_episode_steps for key, env in ENVS.items()},
+    caps_s=dict.fromkeys(ENVS, 48 * 3600.0),
+    population_cap_s=48 * 3600.0,
+    max_episodes=50_000,
+    population_seeds=(0, 1, 2),
+    other_seeds=(0, 1, 2),
+    description="The paper's 50k episodes per run, 3 seeds for every algorithm; days of compute.",
+)
+
+# Probe: ~1 minute per algorithm and env, to measure step rates (and check that every run works).
+PROBE = SuiteSpec(
+    name="probe",
+    budgets=dict.fromkeys(ENVS, 10_000_000),
+    caps_s=dict.fromkeys(ENVS, 90.0),
+    population_cap_s=90.0,
+    max_episodes=None,
+    population_seeds=(0,),
+    other_seeds=(0,),
+    description="One 90 s run per algorithm and env, to measure step rates; not a result.",
+    # A few evaluations within the 90 s, to time test episodes too.
+    eval_freqs={"maze": 50_000, "reacher": 30_000, "ant": 15_000, "walker": 15_000},
+)
+
+SUITES: dict[str, SuiteSpec] = {suite.name: suite for suite in (QUICK, FULL, PROBE)}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One run: an algorithm on an env with a seed, under a suite's budget."""
+
+    suite: str
+    env: str
+    algo: str
+    seed: int
+    budget: int
+    eval_freq: int
+    cap_s: float
+    max_episodes: int | None
+
+    @property
+    def run_id(self) -> str:
+        """Unique name, also the run's folder below the results root."""
+        return f"{self.suite}/{self.env}/{self.algo}/seed{self.seed}"
+
+    @property
+    def env_id(self) -> str:
+        return ENVS[self.env].env_id
+
+    def run_dir(self, root: Path) -> Path:
+        return root / self.run_id
+
+    def conf_file(self) -> Path | None:
+        """``hyperparams/<algo>.yml`` if it has an entry for the env, else None (rl-zoo3's own file)."""
+        return conf_file(self.algo, self.env_id)
+
+    def zoo_args(self, log_folder: Path) -> list[str]:
+        """Arguments of ``python -m rl_zoo3.train`` for this run."""
+        args = [
+            "--algo", self.algo,
+            "--env", self.env_id,
+            "-f", str(log_folder),
+            "--seed", str(self.seed),
+            "-n", str(self.budget),
+            "--eval-freq", str(self.eval_freq),
+            "--eval-episodes", str(EVAL_EPISODES),
+            # One core per run: two runs share the two cores; torch threads would fight over them.
+            "--num-threads", "1",
+        ]  # fmt: skip
+        conf = self.conf_file()
+        if conf is not None:
+            args += ["-conf", _relative(conf)]
+        return args
+
+
+def _relative(path: Path) -> str:
+    """A path relative to the repository root when possible (commands are run from there)."""
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def conf_file(algo: str, env_id: str) -> Path | None:
+    """
+    The yml file a run names with ``-conf``: ``hyperparams/<algo>.yml`` when it has an entry for ``env_id``.
+
+    rl-zoo3's own file is used otherwise (e.g. ``ddpg`` and ``ars`` on the PyBullet envs), exactly as a
+    user who runs ``python -m rl_zoo3.train --algo ddpg --env AntBulletEnv-v0`` gets. ``a2c`` needs
+    ``-conf`` on the PyBullet envs: without it rl-zoo3 reads its tuned A2C, not the REINFORCE-style one.
+    """
+    path = HYPERPARAMS_DIR / f"{algo}.yml"
+    if not path.is_file():
+        return None
+    with path.open() as file:
+        entries = yaml.safe_load(file) or {}
+    return path if env_id in entries else None
+
+
+def eval_freq_for(budget: int) -> int:
+    """
+    ``--eval-freq`` for ``EVAL_POINTS`` evaluations per run.
+
+    rl-zoo3 divides ``--eval-freq`` by ``n_envs`` and every algorithm here calls the callback once per
+    VecEnv step (``n_envs`` env steps), so the value given is in env steps whatever ``n_envs`` is.
+    """
+    return max(1, budget // EVAL_POINTS)
+
+
+def expand(
+    suite: SuiteSpec,
+    envs: Iterable[str] | None = None,
+    algos: Iterable[str] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> list[RunSpec]:
+    """
+    The runs of a suite, cheapest env first, then by algorithm and seed (every first seed before the
+    second ones, so that an interrupted suite has one run of each algorithm as early as possible).
+
+    :param envs: Env keys to keep (all by default).
+    :param algos: Algorithms to keep (all by default).
+    :param seeds: Seeds to use instead of the suite's.
+    """
+    env_keys = [key for key in ENV_ORDER if envs is None or key in set(envs)]
+    algo_set = None if algos is None else set(algos)
+    runs: list[RunSpec] = []
+    for env_key in env_keys:
+        env = ENVS[env_key]
+        budget = suite.budgets[env_key]
+        per_algo: dict[str, Sequence[int]] = {}
+        for algo in env.algos:
+            if algo_set is not None and algo not in algo_set:
+                continue
+            default_seeds = suite.population_seeds if algo in POPULATION_ALGOS else suite.other_seeds
+            per_algo[algo] = seeds if seeds is not None else default_seeds
+        n_rounds = max((len(s) for s in per_algo.values()), default=0)
+        for round_index in range(n_rounds):
+            for algo, algo_seeds in per_algo.items():
+                if round_index < len(algo_seeds):
+                    runs.append(
+                        RunSpec(
+                            suite=suite.name,
+                            env=env_key,
+                            algo=algo,
+                            seed=algo_seeds[round_index],
+                            budget=budget,
+                            eval_freq=(suite.eval_freqs or {}).get(env_key) or eval_freq_for(budget),
+                            cap_s=suite.population_cap_s if algo in POPULATION_ALGOS else suite.caps_s[env_key],
+                            max_episodes=suite.max_episodes,
+                        )
+                    )
+    return runs
+
+
+@dataclasses.dataclass(frozen=True)
+class Rate:
+    """Measured speed of an algorithm on an env (one core): training steps/s and seconds per test episode."""
+
+    train_steps_per_s: float
+    s_per_test_episode: float | None = None
+
+
+# Env steps per second of training on one core, (algo, env) -> rate, before any probe has been run:
+# DESIGN.md section 4 (random actions, SB3 on ReacherBullet) scaled by a guess of each method's overhead.
+_DEFAULT_OVERHEAD = {"cemah": 0.5, "cem": 0.8, "ars": 0.7, "a2c": 0.15, "ddpg": 0.01, "dqn": 0.2}
+
+
+def default_rate(algo: str, env: str) -> float:
+    """A guess of the training step rate, used by ``--dry-run`` when no probe has measured it."""
+    return ENVS[env].env_steps_per_s * _DEFAULT_OVERHEAD.get(algo, 0.2)
+
+
+#: Seconds rl-zoo3 takes to start (imports, env and model creation) on this machine.
+SETUP_S = 15.0
+
+
+def estimate_seconds(run: RunSpec, rates: dict[tuple[str, str], Rate]) -> float:
+    """
+    Wall-clock estimate of a run: its budget at the measured (or guessed) training rate, plus its
+    ``EVAL_POINTS * EVAL_EPISODES`` test episodes (measured, or typical episodes at the env's raw rate),
+    at most the cap.
+    """
+    env = ENVS[run.env]
+    rate = rates.get((run.algo, run.env))
+    train_rate = rate.train_steps_per_s if rate is not None else default_rate(run.algo, run.env)
+    test_episode_s = rate.s_per_test_episode if rate is not None and rate.s_per_test_episode else None
+    if test_episode_s is None:
+        test_episode_s = env.typical_episode_steps / env.env_steps_per_s
+    n_evals = run.budget // max(run.eval_freq, 1)
+    seconds = SETUP_S + run.budget / max(train_rate, 1e-9) + n_evals * EVAL_EPISODES * test_episode_s
+    return min(seconds, run.cap_s + SETUP_S)
+
+
+def format_hours(seconds: float) -> str:
+    """``1.23 h`` or ``12 min``."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    return f"{math.ceil(seconds / 60)} min"

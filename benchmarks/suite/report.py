@@ -1,0 +1,614 @@
+"""
+Write ``docs/benchmarks/README.md`` and the plots from the runs on disk:
+``python -m benchmarks.suite.report [--suite quick]``.
+
+It reads only the run folders (``result.json``, ``train.csv``, ``eval.csv``), so it can be run at any
+time, also while the suite is still running or after it was interrupted; unfinished runs are listed as
+such. Every run found is listed, failed and capped ones included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.suite import protocol
+from benchmarks.suite.plots import plot_env
+from benchmarks.suite.random_baseline import RANDOM_FILE
+from benchmarks.suite.results import EVAL_CSV, RESULT_FILE, TRAIN_CSV, load_results, read_csv
+
+DOCS_DIR = protocol.REPO_ROOT / "docs" / "benchmarks"
+README = DOCS_DIR / "README.md"
+PLOTS_DIR = DOCS_DIR / "suite" / "plots"
+
+ALGO_NAMES = {
+    "cemah": "CEM-AH",
+    "cem": "CEM",
+    "ars": "ARS",
+    "a2c": "REINFORCE (A2C)",
+    "ddpg": "DDPG",
+    "dqn": "DQN",
+}
+
+# DESIGN.md section 4: the paper's test reward after 50k episodes, (env, algo) -> value.
+PAPER_FINAL = {
+    ("maze", "cemah"): 888.66,
+    ("maze", "ddpg"): 909.90,
+    ("maze", "dqn"): 805.47,
+    ("maze", "a2c"): 622.30,
+    ("ant", "cemah"): 845.51,
+    ("ant", "cem"): 739.59,
+    ("walker", "cemah"): 640.54,
+    ("walker", "cem"): 550.78,
+}
+# The paper's seconds per training episode (V100 + Xeon).
+PAPER_TRAIN_S = {
+    ("maze", "cemah"): 4.03,
+    ("reacher", "cemah"): 4.32,
+    ("ant", "cemah"): 6.70,
+    ("walker", "cemah"): 11.82,
+    ("maze", "cem"): 0.84,
+    ("reacher", "cem"): 0.03,
+}
+# rl-zoo3's benchmark (one run each, their budgets) and released ARS agents.
+ZOO_REFERENCE = {
+    ("ant", "a2c"): "2497 (A2C, 2M steps)",
+    ("ant", "ddpg"): "2399 (1M steps)",
+    ("ant", "ars"): "979 (released agent)",
+    ("walker", "a2c"): "858 (A2C, 2M steps)",
+    ("walker", "ddpg"): "1388 (1M steps)",
+    ("walker", "ars"): "1887 (released agent)",
+    ("reacher", "a2c"): "15.0 (A2C)",
+    ("reacher", "ddpg"): "15.6",
+    ("reacher", "ars"): "-4.2 (released agent)",
+}
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def fmt_seconds(value: float | None) -> str:
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    if value >= 3600:
+        return f"{value / 3600:.1f} h"
+    if value >= 60:
+        return f"{value / 60:.1f} min"
+    return f"{value:.0f} s"
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    if not values:
+        return None, None
+    return float(np.mean(values)), float(np.std(values)) if len(values) > 1 else None
+
+
+def fmt_mean_std(values: list[float], digits: int = 2) -> str:
+    mean, std = mean_std(values)
+    if mean is None:
+        return "n/a"
+    n = len([v for v in values if v is not None])
+    if std is None:
+        return f"{fmt(mean, digits)} (1 seed)"
+    return f"{fmt(mean, digits)} ± {fmt(std, digits)} ({n} seeds)"
+
+
+def time_to_reach(eval_rows: list[dict[str, float]], value: float) -> tuple[float, float] | None:
+    """Env steps and wall-clock seconds of the first evaluation whose mean test return is >= value."""
+    for row in eval_rows:
+        if row["mean_return"] >= value:
+            return row["env_steps"], row["wall_s"]
+    return None
+
+
+def machine_description() -> str:
+    """CPU model, cores, memory and the library versions of the runs."""
+    cpu = "unknown CPU"
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines():
+            if line.startswith("Model name:"):
+                cpu = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    memory = "?"
+    try:
+        with open("/proc/meminfo") as file:
+            memory = f"{int(file.readline().split()[1]) / 2**20:.0f} GiB"
+    except OSError:
+        pass
+    versions = []
+    for module in ("torch", "stable_baselines3", "sb3_contrib", "rl_zoo3", "gymnasium", "pybullet_envs_gymnasium", "minigrid"):
+        try:
+            imported = __import__(module)
+            versions.append(f"{module} {getattr(imported, '__version__', '?')}")
+        except Exception:
+            versions.append(f"{module} missing")
+    try:
+        from importlib.metadata import version
+
+        import pybullet  # noqa: F401
+
+        versions.append(f"pybullet {version('pybullet')}")
+    except Exception:
+        pass
+    import os
+
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {memory} RAM, no GPU; Linux {platform.release()}, "
+        f"Python {platform.python_version()}; {', '.join(versions)}."
+    )
+
+
+class Report:
+    """The data of a suite's runs, and the sections of the README built from them."""
+
+    def __init__(self, root: Path, suite: str):
+        self.root = root
+        self.suite = protocol.SUITES[suite]
+        self.results = load_results(root, suite)
+        self.by_cell: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for result in self.results:
+            run_dir = Path(result["_dir"])
+            result["_eval"] = read_csv(run_dir / EVAL_CSV)
+            result["_train"] = read_csv(run_dir / TRAIN_CSV)
+            self.by_cell[(result["env"], result["algo"])].append(result)
+        self.unfinished = self._unfinished_runs()
+        self.random = json.loads(RANDOM_FILE.read_text()) if RANDOM_FILE.is_file() else {}
+
+    def _unfinished_runs(self) -> list[str]:
+        """Folders of runs started but not finished (interrupted, or running now)."""
+        unfinished = []
+        for run_json in sorted((self.root / self.suite.name).glob("*/*/*/run.json")):
+            if not (run_json.parent / RESULT_FILE).is_file():
+                unfinished.append(str(run_json.parent.relative_to(self.root)))
+        return unfinished
+
+    def envs(self) -> list[str]:
+        return [env for env in protocol.ENV_ORDER if any(key[0] == env for key in self.by_cell)]
+
+    def algos(self, env: str) -> list[str]:
+        return [algo for algo in protocol.ENVS[env].algos if (env, algo) in self.by_cell]
+
+    def ok(self, env: str, algo: str) -> list[dict[str, Any]]:
+        """Runs with data: finished normally or stopped by the cap (their data up to the stop)."""
+        return [r for r in self.by_cell.get((env, algo), []) if r["status"] in ("ok", "killed")]
+
+    def finals(self, env: str, algo: str) -> list[float]:
+        return [r["metrics"]["final_test_return"] for r in self.ok(env, algo) if r["metrics"]["final_test_return"] is not None]
+
+    # ---- sections -------------------------------------------------------------------------------------
+
+    def final_table(self) -> list[str]:
+        lines = [
+            "| env | algorithm | final test return (mean ± std over seeds) | best test return | env steps run "
+            "| wall-clock per run | stopped by |",
+            "|---|---|---|---|---|---|---|",
+        ]  # fmt: skip
+        for env in self.envs():
+            for algo in self.algos(env):
+                runs = self.ok(env, algo)
+                if not runs:
+                    lines.append(f"| {env} | {ALGO_NAMES[algo]} | no finished run | | | | |")
+                    continue
+                best = [r["metrics"]["best_test_return"] for r in runs]
+                steps = [r["metrics"]["env_steps"] for r in runs]
+                walls = [r["wall_s"] for r in runs]
+                reasons = sorted({_reason(r) for r in runs})
+                lines.append(
+                    f"| {env} | {ALGO_NAMES[algo]} | {fmt_mean_std(self.finals(env, algo))} | {fmt_mean_std(best)} | "
+                    f"{_range(steps)} | {fmt_seconds(float(np.mean(walls)))} | {', '.join(reasons)} |"
+                )
+        return lines
+
+    def reach_table(self) -> list[str]:
+        lines = [
+            "| env | reference | algorithm | seeds that reached it | env steps to reach (mean) | wall-clock to reach (mean) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for env in self.envs():
+            for reference in protocol.ENVS[env].references:
+                for algo in self.algos(env):
+                    runs = self.ok(env, algo)
+                    reached = [time_to_reach(r["_eval"], reference.value) for r in runs]
+                    hits = [hit for hit in reached if hit is not None]
+                    if not hits:
+                        steps_text = wall_text = "not reached"
+                    else:
+                        steps_text = f"{np.mean([h[0] for h in hits]):,.0f}"
+                        wall_text = fmt_seconds(float(np.mean([h[1] for h in hits])))
+                    lines.append(
+                        f"| {env} | {reference.label} ({reference.value:g}) | {ALGO_NAMES[algo]} | "
+                        f"{len(hits)}/{len(runs)} | {steps_text} | {wall_text} |"
+                    )
+        return lines
+
+    def timing_table(self) -> list[str]:
+        lines = [
+            "| env | algorithm | s per training episode (ours) | paper (V100 + Xeon) | s per test episode (ours) "
+            "| training env steps/s | training episodes per run |",
+            "|---|---|---|---|---|---|---|",
+        ]  # fmt: skip
+        for env in self.envs():
+            for algo in self.algos(env):
+                runs = self.ok(env, algo)
+                train_s = [r["metrics"]["s_per_train_episode"] for r in runs]
+                test_s = [r["metrics"]["s_per_test_episode"] for r in runs]
+                rates = [r["metrics"]["train_steps_per_s"] for r in runs]
+                episodes = [r["metrics"]["train_episodes"] for r in runs]
+                paper = PAPER_TRAIN_S.get((env, algo))
+                lines.append(
+                    f"| {env} | {ALGO_NAMES[algo]} | {_mean_text(train_s, 3)} | {fmt(paper) if paper else ''} | "
+                    f"{_mean_text(test_s, 3)} | {_mean_text(rates, 0)} | {_mean_text(episodes, 0)} |"
+                )
+        return lines
+
+    def paper_table(self) -> list[str]:
+        lines = [
+            "| env | algorithm | paper: test return after 50k episodes | ours: final test return | our budget "
+            "| rl-zoo3 reference |",
+            "|---|---|---|---|---|---|",
+        ]
+        keys = sorted(set(PAPER_FINAL) | set(ZOO_REFERENCE), key=lambda k: (protocol.ENV_ORDER.index(k[0]), k[1]))
+        for env, algo in keys:
+            runs = self.ok(env, algo)
+            episodes = [r["metrics"]["train_episodes"] for r in runs]
+            steps = [r["metrics"]["env_steps"] for r in runs]
+            budget = f"{_range(steps)} steps, ~{np.mean(episodes):,.0f} episodes" if runs else "not run yet"
+            paper = PAPER_FINAL.get((env, algo))
+            lines.append(
+                f"| {env} | {ALGO_NAMES[algo]} | {fmt(paper) if paper else ''} | {fmt_mean_std(self.finals(env, algo))} | "
+                f"{budget} | {ZOO_REFERENCE.get((env, algo), '')} |"
+            )
+        return lines
+
+    def uncertainty(self, env: str, algo: str) -> float:
+        """
+        Spread of a cell's final test return: the std over seeds with two seeds or more, else the standard
+        error of the one run's final evaluation (std of its test episodes over sqrt(episodes)).
+        """
+        finals = self.finals(env, algo)
+        if len(finals) > 1:
+            return float(np.std(finals))
+        runs = [r for r in self.ok(env, algo) if r["_eval"]]
+        if not runs:
+            return 0.0
+        last = runs[0]["_eval"][-1]
+        std = last.get("std_return", float("nan"))
+        return float(std / np.sqrt(protocol.EVAL_EPISODES)) if np.isfinite(std) else 0.0
+
+    def verdicts(self) -> list[str]:
+        """Plain statements of where CEM-AH wins and loses, by final test return and by time."""
+        lines = []
+        for env in self.envs():
+            cemah = self.finals(env, "cemah")
+            if not cemah:
+                lines.append(f"- **{env}**: no finished CEM-AH run yet.")
+                continue
+            c_mean = mean_std(cemah)[0]
+            ranking = sorted(
+                ((mean_std(self.finals(env, algo))[0], algo) for algo in self.algos(env) if self.finals(env, algo)),
+                key=lambda item: -item[0],
+            )
+            rank = [algo for _, algo in ranking].index("cemah") + 1
+            wins, losses, ties = [], [], []
+            for mean, algo in ranking:
+                if algo == "cemah":
+                    continue
+                # Within the spread (over seeds, or of the test episodes with one seed): no claim either way.
+                noise = self.uncertainty(env, "cemah") + self.uncertainty(env, algo)
+                text = f"{ALGO_NAMES[algo]} ({fmt(mean)})"
+                if abs(c_mean - mean) <= noise:
+                    ties.append(text)
+                elif c_mean > mean:
+                    wins.append(text)
+                else:
+                    losses.append(text)
+            parts = [f"- **{env}**: CEM-AH final test return {fmt(c_mean)} ranks {rank}/{len(ranking)}."]
+            if wins:
+                parts.append(f"Beats {', '.join(wins)}.")
+            if losses:
+                parts.append(f"Loses to {', '.join(losses)}.")
+            if ties:
+                parts.append(f"Within the spread of {', '.join(ties)} (no claim either way).")
+            cem_time = [r["metrics"]["s_per_train_episode"] for r in self.ok(env, "cem")]
+            cemah_time = [r["metrics"]["s_per_train_episode"] for r in self.ok(env, "cemah")]
+            cem_t, cemah_t = mean_std(cem_time)[0], mean_std(cemah_time)[0]
+            if cem_t and cemah_t:
+                parts.append(
+                    f"Per training episode it takes {cemah_t / cem_t:.1f}x CEM's time ({cemah_t:.3f} s vs {cem_t:.3f} s)."
+                )
+            if env == "maze" and "maze" in self.random:
+                parts.append(
+                    f"A random policy scores {fmt(self.random['maze']['mean_return'])} here, so the maze separates the "
+                    "methods little."
+                )
+            lines.append(" ".join(parts))
+        return lines
+
+    def run_list(self) -> list[str]:
+        lines = [
+            "| run | status | stopped by | env steps | training episodes | wall-clock | final test return (at step) "
+            "| finished (UTC) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]  # fmt: skip
+        for result in self.results:
+            m = result["metrics"]
+            final = (
+                f"{fmt(m['final_test_return'])} (@{m['final_test_step']:,})" if m["final_test_return"] is not None else "n/a"
+            )
+            stop = _reason(result)
+            if result.get("capped"):
+                stop += (
+                    f" at {result.get('stopped_at_step') or m['env_steps']:,} steps, {fmt_seconds(result.get('stopped_at_s'))}"
+                )
+            lines.append(
+                f"| [{result['env']}/{result['algo']}/seed{result['seed']}](suite/results/{result['suite']}/{result['env']}/"
+                f"{result['algo']}/seed{result['seed']}) | {result['status']} | {stop} | {m['env_steps']:,} | "
+                f"{m['train_episodes']:,} | {fmt_seconds(result['wall_s'])} | {final} | {result.get('finished_utc', '')} |"
+            )
+        for path in self.unfinished:
+            lines.append(f"| {path} | not finished (interrupted or running) | | | | | | |")
+        return lines
+
+    def protocol_table(self) -> list[str]:
+        """Budgets, seeds, caps and how many of each env's runs have results."""
+        spec = self.suite
+        lines = [
+            "| env | gymnasium id | env steps per run | evaluation every | seeds (cemah, cem, ars / others) "
+            "| algorithms | runs with results |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        expected = protocol.expand(spec)
+        for key in protocol.ENV_ORDER:
+            env = protocol.ENVS[key]
+            env_runs = [run for run in expected if run.env == key]
+            found = sum(1 for result in self.results if result["env"] == key)
+            seeds = f"{len(spec.population_seeds)} / {len(spec.other_seeds)}"
+            every = protocol.eval_freq_for(spec.budgets[key])
+            lines.append(
+                f"| {key} | `{env.env_id}` | {spec.budgets[key]:,} | {every:,} steps | {seeds} | {', '.join(env.algos)} "
+                f"| {found}/{len(env_runs)} |"
+            )
+        return lines
+
+    def missing_runs(self) -> list[str]:
+        done = {(r["env"], r["algo"], r["seed"]) for r in self.results}
+        missing = [run.run_id for run in protocol.expand(self.suite) if (run.env, run.algo, run.seed) not in done]
+        if not missing:
+            return []
+        return [f"Not run yet ({len(missing)}): " + ", ".join(f"`{run_id}`" for run_id in missing) + "."]
+
+    def random_table(self) -> list[str]:
+        if not self.random:
+            return ["(not measured: run `python -m benchmarks.suite.random_baseline`)"]
+        lines = [
+            "| env | random policy return (10 episodes) | mean episode length | env steps/s (random actions, one core) |",
+            "|---|---|---|---|",
+        ]
+        for key in protocol.ENV_ORDER:
+            if key in self.random:
+                v = self.random[key]
+                lines.append(
+                    f"| {key} | {fmt(v['mean_return'])} ± {fmt(v['std_return'])} | {v['mean_length']:.0f} "
+                    f"| {v['env_steps_per_s']:.0f} |"
+                )
+        return lines
+
+    def commands(self) -> list[str]:
+        """The rl-zoo3 command of each algorithm and env (seed and folder vary)."""
+        seen = {}
+        for result in self.results:
+            seen.setdefault((result["env"], result["algo"]), result["command"])
+        return [
+            f"    {command}"
+            for _, command in sorted(seen.items(), key=lambda kv: (protocol.ENV_ORDER.index(kv[0][0]), kv[0][1]))
+        ]
+
+    def plots(self) -> list[str]:
+        lines = []
+        for env in self.envs():
+            train, test = {}, {}
+            for algo in self.algos(env):
+                runs = self.ok(env, algo)
+                train[algo] = [_arrays(r["_train"], ("env_steps", "wall_s", "return")) for r in runs]
+                test[algo] = [_arrays(r["_eval"], ("env_steps", "wall_s", "mean_return")) for r in runs]
+            path = PLOTS_DIR / f"{self.suite.name}_{env}.png"
+            random_return = self.random.get(env, {}).get("mean_return")
+            plot_env(protocol.ENVS[env], train, test, random_return, path)
+            lines.append(f"![{env}](suite/plots/{path.name})")
+        return lines
+
+
+def _reason(result: dict[str, Any]) -> str:
+    if result["status"] == "failed":
+        return "failed"
+    return {
+        "budget": "budget",
+        "wall_clock_cap": "wall-clock cap",
+        "algorithm_finished": "budget",
+        "max_episodes": "50k episodes",
+    }.get(result.get("stop_reason") or "", result.get("stop_reason") or result["status"])
+
+
+def _range(values: list[int]) -> str:
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    return f"{low:,}" if low == high else f"{low:,}-{high:,}"
+
+
+def _mean_text(values: list[float | None], digits: int) -> str:
+    mean = mean_std([v for v in values if v is not None])[0]
+    return fmt(mean, digits)
+
+
+def _arrays(rows: list[dict[str, float]], keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    return {key: np.array([row[key] for row in rows], dtype=float) for key in keys}
+
+
+def full_protocol_line() -> str:
+    """What ``--suite full`` runs and its estimated cost, from the probe's measured rates."""
+    from benchmarks.suite.run import load_rates
+
+    runs = protocol.expand(protocol.FULL)
+    seconds = sum(protocol.estimate_seconds(run, load_rates()) for run in runs)
+    budgets = ", ".join(f"{env} {protocol.FULL.budgets[env]:,}" for env in protocol.ENV_ORDER)
+    return (
+        f"`--suite full` is the paper's protocol: {len(runs)} runs, 3 seeds for every algorithm, 50k training episodes "
+        f"per run (stopped by an episode counter; step ceilings {budgets}), wall-clock cap 48 h per run; estimated "
+        f"{seconds / 3600:,.0f} core-hours at this machine's measured rates (DDPG's runs end at the cap)."
+    )
+
+
+def build(root: Path, suite: str) -> str:
+    report = Report(root, suite)
+    spec = report.suite
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    n_capped = sum(bool(r.get("capped")) for r in report.results)
+    n_ok = sum(r["status"] == "ok" and not r.get("capped") for r in report.results)
+    n_failed = sum(r["status"] == "failed" for r in report.results)
+    expected = protocol.expand(spec)
+    text = [
+        "# Benchmarks: CEM-AH against CEM and the paper's baselines",
+        "",
+        f"Generated by `python -m benchmarks.suite.report --suite {spec.name}` on {now} from the run folders in "
+        f"`docs/benchmarks/suite/results/{spec.name}/`. Suite **{spec.name}**: {spec.description}",
+        "",
+        f"Runs: {len(report.results)} of the {len(expected)} of the protocol have results ({n_ok} ran their whole budget, "
+        f"{n_capped} were stopped by the wall-clock cap, {n_failed} failed); {len(report.unfinished)} were started and "
+        "not finished. Every run is listed at the end.",
+        "",
+        *report.missing_runs(),
+        "",
+        "## Protocol",
+        "",
+        *report.protocol_table(),
+        "",
+        "Every algorithm on an env gets the same env-step budget (`-n`); rl-zoo3's `EvalCallback` tests the policy "
+        f"{protocol.EVAL_POINTS} times per run on {protocol.EVAL_EPISODES} episodes. Hyper-parameters are those of "
+        "`hyperparams/<algo>.yml` (or rl-zoo3's own file where ours has no entry for the env), untuned.",
+        "",
+        "## Where CEM-AH wins and loses",
+        "",
+        *report.verdicts(),
+        "",
+        "## Final test return",
+        "",
+        "Test return: mean of rl-zoo3's `EvalCallback` (10 episodes) at the last evaluation of each run (at the "
+        "budget, or the last one before the cap), then mean ± std over seeds. CEM-AH acts with its ensemble of K = 10 "
+        "generated policies, CEM with the mean of its Gaussian, the others with their deterministic policy; on the "
+        "maze rl-zoo3 evaluates MiniGrid envs with stochastic actions (see the notes).",
+        "",
+        *report.final_table(),
+        "",
+        "## Env steps and wall-clock to reach the reference returns",
+        "",
+        "First evaluation whose mean test return reaches the reference (evaluations every 1/20 of the budget).",
+        "",
+        *report.reach_table(),
+        "",
+        "## Time per episode (the paper's Table 1)",
+        "",
+        "Seconds per training episode: training wall-clock (evaluations excluded) over training episodes; seconds "
+        "per test episode: evaluation wall-clock over test episodes. One core per run, two runs at a time. "
+        "CEM-AH's test episodes are slow because its `predict` runs the hypernetwork for the K = 10 ensemble "
+        "policies at every step (one observation at a time in `EvalCallback`).",
+        "",
+        *report.timing_table(),
+        "",
+        "## The paper's headline numbers and ours",
+        "",
+        *report.paper_table(),
+        "",
+        "What differs from the paper:",
+        "",
+        "- **Budgets**: the paper trains 50k episodes; the quick suite trains "
+        + ", ".join(f"{env} {spec.budgets[env]:,} env steps" for env in protocol.ENV_ORDER)
+        + " per run, the same for every algorithm on an env, so our numbers are early-training numbers. "
+        "`--suite full` runs the 50k episodes.",
+        "- **Envs**: gymnasium 1.x ports of the PyBullet envs (`pybullet_envs_gymnasium`); the paper used the "
+        "original gym PyBullet envs. The paper's reacher is the authors' own env, so its returns are not comparable "
+        "with `ReacherBulletEnv-v0`; the references given for the reacher are rl-zoo3's. The maze is a reimplementation "
+        "(MiniGrid SimpleCrossing 9x9 with 3 crossings, layout seed 110), not the authors' exact layout.",
+        "- **The maze is easy for a random policy**: a random walk reaches the goal in about a thousand steps and scores "
+        "about 900 (table below), above the paper's CEM-AH (888.66). A test return near 900 on the maze therefore means "
+        "little; what separates the methods is whether they reach ~998 (the 16-step optimum is 998.4).",
+        "- **Baselines**: REINFORCE is SB3's A2C configured REINFORCE-style (`hyperparams/a2c.yml`); DDPG on the maze acts "
+        "through `DiscreteToBoxActionWrapper` (softmax); ARS is sb3-contrib's. On the PyBullet envs, ARS and DDPG use "
+        "rl-zoo3's own tuned hyper-parameters (this repository has no entry for them); the paper's Qt-Opt is not run.",
+        "- **Hardware**: the paper's times are on a V100 GPU + Xeon; ours are one core of a shared 2-core CPU machine "
+        "(other jobs were running at times, so wall-clock numbers are noisy).",
+        "- **Evaluation on the maze**: rl-zoo3 evaluates MiniGrid envs (the maze counts as one) with "
+        "`deterministic=False`. With it, sb3_cemah's CEM samples new weights from its Gaussian at every step (not its "
+        "mean policy) and CEM-AH draws new noise for its ensemble at every step (not its fixed K = 10 policies); "
+        "actions are sampled from the softmax for every method. So the maze's test returns are those of stochastic "
+        "policies, as in the authors' code for discrete actions, not of the paper's deterministic test policies.",
+        "",
+        "### Random policy",
+        "",
+        *report.random_table(),
+        "",
+        "## Learning curves",
+        "",
+        "Training return (rolling mean of 100 training episodes, i.e. about one population of candidates for the "
+        "population methods) and test return, against env steps and against wall-clock; line: mean over seeds, "
+        "band: min-max over seeds. Dashed: random policy; dotted: the reference returns.",
+        "",
+        *report.plots(),
+        "",
+        "## How to reproduce",
+        "",
+        "Machine: " + machine_description(),
+        "",
+        "    python -m benchmarks.suite.run --suite probe            # optional: ~90 s per algo/env, measures step rates",
+        f"    python -m benchmarks.suite.run --suite {spec.name} --dry-run   # runs, commands, estimated core-hours",
+        f"    python -m benchmarks.suite.run --suite {spec.name} --jobs 2    # resumable: re-run to continue",
+        "    python -m benchmarks.suite.random_baseline",
+        f"    python -m benchmarks.suite.report --suite {spec.name}",
+        "",
+        full_protocol_line(),
+        "",
+        "Each run is the rl-zoo3 command below (seed and folder vary), started through `benchmarks.suite.zoo_train`, "
+        "which runs rl-zoo3's `train` unmodified and adds evaluation timings and a callback that stops training at "
+        "the step budget (population methods would otherwise finish their last population) or at the wall-clock cap:",
+        "",
+        *report.commands(),
+        "",
+        f"Wall-clock caps per run ({spec.name}): a2c, ddpg, dqn "
+        + ", ".join(f"{env} {fmt_seconds(spec.caps_s[env])}" for env in protocol.ENV_ORDER)
+        + f"; cemah, cem, ars {fmt_seconds(spec.population_cap_s)} (a safety net only).",
+        "",
+        "## Every run",
+        "",
+        *report.run_list(),
+        "",
+    ]
+    return "\n".join(text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.suite.report")
+    parser.add_argument("--suite", choices=sorted(protocol.SUITES), default="quick")
+    parser.add_argument("--root", type=Path, default=protocol.DEFAULT_RESULTS_ROOT)
+    parser.add_argument("--out", type=Path, default=README)
+    args = parser.parse_args(argv)
+    text = build(args.root.resolve(), args.suite)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""
+The benchmark suite's runner (resumability, Ctrl-C) and report, on fake runs and one tiny real one.
+
+The fake runs replace the interpreter the runner starts (``--python``) by a script that writes what
+:mod:`benchmarks.suite.zoo_train` and rl-zoo3 write (Monitor CSV, ``evaluations.npz``, ``evals.jsonl``,
+``summary.json``), so the runner's logic is checked in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rl_zoo3")
+pytest.importorskip("matplotlib")
+
+from benchmarks.suite import protocol, report, results
+from benchmarks.suite.run import Runner, is_finished
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+FAKE_PYTHON = textwrap.dedent(
+    f"""\
+    #!{sys.executable}
+    # Stands for `python -m benchmarks.suite.zoo_train --out DIR ... -- <rl-zoo3 args>`.
+    import json, os, sys, time
+    from pathlib import Path
+    import numpy as np
+
+    argv = sys.argv[1:]
+    out = Path(argv[argv.index("--out") + 1])
+    zoo_args = argv[argv.index("--") + 1:]
+    algo = zoo_args[zoo_args.index("--algo") + 1]
+    seed = int(zoo_args[zoo_args.index("--seed") + 1])
+    log_folder = Path(zoo_args[zoo_args.index("-f") + 1])
+    with open(os.environ["FAKE_LOG"], "a") as log:
+        log.write(f"{{algo}}/{{seed}}\\n")
+    if algo in os.environ.get("FAKE_FAIL", "").split(","):
+        sys.exit(3)
+    time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
+    run = log_folder / algo / "Env_1"
+    run.mkdir(parents=True)
+    start = time.time()
+    with open(run / "0.monitor.csv", "w") as f:
+        f.write(json.dumps({{"t_start": start, "env_id": "Env"}}).join(["#", "\\n"]))
+        f.write("r,l,t\\n")
+        for i in range(1, 301):
+            f.write(f"{{i + seed}},10,{{i * 0.01}}\\n")
+    steps = np.array([1000, 2000, 3000])
+    returns = np.array([[1.0, 2.0], [50.0, 60.0], [200.0 + seed, 210.0]])
+    np.savez(run / "evaluations.npz", timesteps=steps, results=returns, ep_lengths=np.ones((3, 2)) * 10)
+    with open(out / "evals.jsonl", "w") as f:
+        for i, step in enumerate(steps):
+            f.write(json.dumps({{"timesteps": int(step), "t_s": 1.0 + i, "eval_s": 0.2, "mean_reward": 0.0}}) + "\\n")
+    (out / "summary.json").write_text(json.dumps({{
+        "stop_reason": "budget", "stop_step": 3000, "stop_s": 3.0, "num_timesteps": 3000, "learn_s": 3.0,
+        "learn_start_unix": start, "train_episodes": 300, "n_evals": 3, "eval_s": 0.6, "eval_episodes": 6}}))
+    """
+)
+
+
+@pytest.fixture
+def fake_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "fake_python"
+    path.write_text(FAKE_PYTHON)
+    path.chmod(0o755)
+    monkeypatch.setenv("FAKE_LOG", str(tmp_path / "launches.log"))
+    return path
+
+
+def _runs(algos: tuple[str, ...] = ("cemah", "cem"), seeds: tuple[int, ...] = (0, 1)) -> list[protocol.RunSpec]:
+    return [
+        protocol.RunSpec(
+            suite="quick", env="reacher", algo=algo, seed=seed, budget=3000, eval_freq=1000, cap_s=60.0, max_episodes=None
+        )
+        for seed in seeds
+        for algo in algos
+    ]
+
+
+def _launches(tmp_path: Path) -> list[str]:
+    path = tmp_path / "launches.log"
+    return path.read_text().split() if path.is_file() else []
+
+
+def test_runner_skips_finished_and_restarts_interrupted(tmp_path: Path, fake_python: Path) -> None:
+    root = tmp_path / "results"
+    runs = _runs()
+    # An interrupted run: started (run.json, partial files) but no result.json.
+    leftover = runs[1].run_dir(root)
+    leftover.mkdir(parents=True)
+    (leftover / "run.json").write_text("{}")
+    (leftover / "stale.txt").write_text("from the interrupted attempt")
+
+    assert Runner(root, jobs=2, python=str(fake_python), rates={}, poll_s=0.1).run_all(runs, None) == 0
+    assert sorted(_launches(tmp_path)) == ["cem/0", "cem/1", "cemah/0", "cemah/1"]
+    assert not (leftover / "stale.txt").exists()
+    for run in runs:
+        result = json.loads((run.run_dir(root) / results.RESULT_FILE).read_text())
+        assert result["status"] == "ok"
+        assert result["metrics"]["final_test_return"] == pytest.approx(np.mean([200.0 + run.seed, 210.0]))
+        assert result["metrics"]["s_per_train_episode"] == pytest.approx(2.4 / 300)
+        assert result["command"].startswith("python -m rl_zoo3.train --algo")
+        rows = results.read_csv(run.run_dir(root) / results.EVAL_CSV)
+        assert [row["env_steps"] for row in rows] == [1000, 2000, 3000]
+        assert len(results.read_csv(run.run_dir(root) / results.TRAIN_CSV)) == 300
+
+    # Second pass: everything is finished, nothing is launched again.
+    (tmp_path / "launches.log").unlink()
+    assert Runner(root, jobs=2, python=str(fake_python), rates={}, poll_s=0.1).run_all(runs, None) == 0
+    assert _launches(tmp_path) == []
+
+
+def test_failed_run_is_recorded_not_hidden(tmp_path: Path, fake_python: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_FAIL", "cem")
+    root = tmp_path / "results"
+    runs = _runs(seeds=(0,))
+    Runner(root, jobs=1, python=str(fake_python), rates={}, poll_s=0.1).run_all(runs, None)
+    failed = json.loads((runs[1].run_dir(root) / results.RESULT_FILE).read_text())
+    assert failed["status"] == "failed"
+    assert failed["returncode"] == 3
+
+
+def test_ctrl_c_keeps_finished_runs(tmp_path: Path, fake_python: Path) -> None:
+    """A Ctrl-C stops the running runs unrecorded; the finished ones stay; a re-run completes the rest."""
+    root = tmp_path / "results"
+    script = tmp_path / "drive.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            from pathlib import Path
+            sys.path.insert(0, {str(REPO_ROOT)!r})
+            from benchmarks.suite import protocol
+            from benchmarks.suite.run import Runner
+            runs = [protocol.RunSpec("quick", "reacher", "cemah", 0, 3000, 1000, 60.0, None),
+                    protocol.RunSpec("quick", "reacher", "cem", 0, 3000, 1000, 60.0, None)]
+            runner = Runner(Path({str(root)!r}), 1, {str(fake_python)!r}, {{}}, poll_s=0.1)
+            try:
+                runner.run_all(runs, None)
+            except KeyboardInterrupt:
+                runner.stop_all()
+                sys.exit(130)
+            """
+        )
+    )
+    # One job and slow runs: the Ctrl-C arrives while the first run is running.
+    process = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "FAKE_SLEEP": "20"})
+    runs = _runs(seeds=(0,))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (runs[0].run_dir(root) / "run.json").exists():
+        time.sleep(0.1)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 130
+    # The interrupted run left no result: it is not finished and will be restarted.
+    assert not is_finished(runs[0], root)
+    assert not is_finished(runs[1], root)
+    assert (runs[0].run_dir(root) / "run.json").exists()
+    Runner(root, jobs=2, python=str(fake_python), rates={}, poll_s=0.1).run_all(runs, None)
+    assert all(is_finished(run, root) for run in runs)
+
+
+def test_report_from_fake_runs(tmp_path: Path, fake_python: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "results"
+    runs = _runs(algos=("cemah", "cem", "ars"), seeds=(0, 1))
+    Runner(root, jobs=2, python=str(fake_python), rates={}, poll_s=0.1).run_all(runs, None)
+    # An unfinished run must be listed too.
+    unfinished = protocol.RunSpec("quick", "reacher", "a2c", 0, 3000, 1000, 60.0, None).run_dir(root)
+    unfinished.mkdir(parents=True)
+    (unfinished / "run.json").write_text("{}")
+    monkeypatch.setattr(report, "PLOTS_DIR", tmp_path / "plots")
+    text = report.build(root, "quick")
+    assert "## Where CEM-AH wins and loses" in text
+    assert "| reacher | CEM-AH | 205.25 ± 0.25 (2 seeds)" in text
+    assert "reacher/a2c/seed0 | not finished" in text
+    for algo in ("cemah", "cem", "ars"):
+        for seed in (0, 1):
+            assert f"reacher/{algo}/seed{seed}" in text
+    assert "rl-zoo3 A2C (15) | CEM-AH | 2/2 | 2,000 |" in text
+    assert (tmp_path / "plots" / "quick_reacher.png").stat().st_size > 10_000
+
+
+def test_protocol_quick_suite() -> None:
+    runs = protocol.expand(protocol.QUICK)
+    assert {run.env for run in runs} == set(protocol.ENVS)
+    for env in protocol.ENVS:
+        env_runs = [run for run in runs if run.env == env]
+        assert len({run.budget for run in env_runs}) == 1, "same budget for every algorithm on an env"
+        assert all(run.budget // run.eval_freq == protocol.EVAL_POINTS for run in env_runs)
+    assert sorted(run.seed for run in runs if run.env == "maze" and run.algo == "cemah") == [0, 1, 2]
+    assert [run.seed for run in runs if run.env == "maze" and run.algo == "dqn"] == [0]
+    assert not [run for run in runs if run.algo == "dqn" and run.env != "maze"]
+    total_s = sum(protocol.estimate_seconds(run, {}) for run in runs)
+    assert total_s < 8 * 3600
+
+
+def test_zoo_train_real_tiny_run(tmp_path: Path) -> None:
+    """A real rl-zoo3 run through the wrapper: the step budget stops it and the timings are written."""
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "benchmarks.suite.zoo_train", "--out", str(out), "--cap-s", "120", "--max-steps", "1000"]
+    command += ["--", "--algo", "a2c", "--env", "CartPole-v1", "-n", "1000", "-f", str(out / "zoo"), "--seed", "0"]
+    command += ["--eval-freq", "500", "--eval-episodes", "2", "--num-threads", "1"]
+    subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=120)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "budget"
+    assert summary["num_timesteps"] == 1000
+    assert summary["n_evals"] == 2
+    collected = results.collect(out)
+    assert [row["env_steps"] for row in results.read_csv(out / results.EVAL_CSV)] == [
+        496,
+        992,
+    ]  # rl-zoo3: eval_freq // n_envs (8) calls
+    assert collected["metrics"]["train_episodes"] > 0
