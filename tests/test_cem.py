@@ -159,13 +159,24 @@ def test_deterministic_predict_uses_the_mean_policy(cartpole_vec: Callable, pend
     np.testing.assert_allclose(actions[:, 0], expected, rtol=1e-6)
 
 
-def test_stochastic_predict_samples_weights(pendulum_vec: Callable) -> None:
-    model = CEM("MlpPolicy", pendulum_vec(n_envs=1), seed=0)
-    obs = np.array([[1.0, 0.5, 0.3]], dtype=np.float32)
-    sampled = {float(model.predict(obs, deterministic=False)[0][0, 0]) for _ in range(10)}
-    assert len(sampled) == 10
-    deterministic = {float(model.predict(obs, deterministic=True)[0][0, 0]) for _ in range(3)}
-    assert deterministic == {0.0}  # the mean starts at 0
+def test_stochastic_predict_samples_actions_of_the_mean_policy(cartpole_vec: Callable, pendulum_vec: Callable) -> None:
+    model = CEM("MlpPolicy", cartpole_vec(n_envs=1), seed=0)
+    policy_mean = th.zeros(model.policy.network.n_params)
+    policy_mean[8:10] = th.tensor([0.0, 1.0])  # zero weights, biases (0, 1): logits tanh(0), tanh(1)
+    model.policy.mean.copy_(policy_mean)
+    obs = np.tile(np.array([[0.1, -0.2, 0.05, 0.3]], dtype=np.float32), (20_000, 1))
+    actions, _ = model.predict(obs, deterministic=False)
+    expected_p1 = 1.0 / (1.0 + np.exp(-np.tanh(1.0)))  # 0.68; a sampled weight vector (std 1) would not give it
+    assert abs(actions.mean() - expected_p1) < 0.015
+    assert set(model.predict(obs[:100], deterministic=True)[0]) == {1}
+
+    box_model = CEM("MlpPolicy", pendulum_vec(n_envs=1), seed=0)
+    box_model.policy.mean.copy_(th.tensor([0.0, 0.5, 0.0, 0.1]))
+    box_obs = np.array([[1.0, 0.6, 0.0], [0.0, -1.0, 3.0]], dtype=np.float32)
+    stochastic = np.stack([box_model.predict(box_obs, deterministic=False)[0] for _ in range(5)])
+    np.testing.assert_array_equal(
+        stochastic, np.broadcast_to(box_model.predict(box_obs, deterministic=True)[0], stochastic.shape)
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------

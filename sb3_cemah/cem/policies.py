@@ -137,13 +137,16 @@ class CEMPolicy(BasePolicy):
 
     def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:  # type: ignore[override]
         """
-        Act with the Gaussian's mean weights (deterministic) or with one weight vector sampled per call.
+        Act with the Gaussian's mean weights, the policy CEM returns (Algorithm 1). As in SB3,
+        ``deterministic`` only decides how actions are drawn from that policy: greedy or sampled from the
+        softmax for discrete actions; Box actions are the network's output either way. (Sampling a new
+        weight vector per call would be neither the mean policy nor a CEM candidate, which keeps its
+        weights for whole episodes.)
 
         :param observation: Shape ``(batch, *obs_shape)``.
-        :param deterministic: Use the mean policy and greedy actions.
+        :param deterministic: Greedy discrete actions.
         """
-        weights = self.mean.unsqueeze(0) if deterministic else self.sample_weights(1)
-        outputs = self.network.forward(weights, self.features(observation).unsqueeze(0)).squeeze(0)
+        outputs = self.network.forward(self.mean.unsqueeze(0), self.features(observation).unsqueeze(0)).squeeze(0)
         return self.outputs_to_actions(outputs, deterministic)
 
 
