@@ -82,6 +82,7 @@ def plot_env(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.artist import Artist
 
     fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
     panels = [
@@ -121,7 +122,7 @@ def plot_env(
         axis.set_xlabel(x_label)
         axis.grid(alpha=0.3)
     # One legend for all panels: an algorithm without evaluations appears in the training panels only.
-    legend: dict[str, object] = {}
+    legend: dict[str, Artist] = {}
     for axis in axes.flat:
         for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
             legend.setdefault(label, handle)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import subprocess
 from collections import defaultdict
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -129,22 +131,13 @@ def machine_description() -> str:
     except OSError:
         pass
     versions = []
-    for module in ("torch", "stable_baselines3", "sb3_contrib", "rl_zoo3", "gymnasium", "pybullet_envs_gymnasium", "minigrid"):
+    for distribution in (
+        "torch", "stable_baselines3", "sb3_contrib", "rl_zoo3", "gymnasium", "pybullet", "pybullet_envs_gymnasium", "minigrid"
+    ):  # fmt: skip
         try:
-            imported = __import__(module)
-            versions.append(f"{module} {getattr(imported, '__version__', '?')}")
-        except Exception:
-            versions.append(f"{module} missing")
-    try:
-        from importlib.metadata import version
-
-        import pybullet  # noqa: F401
-
-        versions.append(f"pybullet {version('pybullet')}")
-    except Exception:
-        pass
-    import os
-
+            versions.append(f"{distribution} {metadata.version(distribution)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{distribution} missing")
     return (
         f"{cpu}, {os.cpu_count()} cores, {memory} RAM, no GPU; Linux {platform.release()}, "
         f"Python {platform.python_version()}; {', '.join(versions)}."
@@ -296,9 +289,9 @@ class Report:
             if not cemah:
                 lines.append(f"- **{env}**: no finished CEM-AH run yet.")
                 continue
-            c_mean = mean_std(cemah)[0]
+            c_mean = float(np.mean(cemah))
             ranking = sorted(
-                ((mean_std(self.finals(env, algo))[0], algo) for algo in self.algos(env) if self.finals(env, algo)),
+                ((float(np.mean(self.finals(env, algo))), algo) for algo in self.algos(env) if self.finals(env, algo)),
                 key=lambda item: -item[0],
             )
             rank = [algo for _, algo in ranking].index("cemah") + 1
@@ -408,7 +401,7 @@ class Report:
 
     def commands(self) -> list[str]:
         """The rl-zoo3 command of each algorithm and env (seed and folder vary)."""
-        seen = {}
+        seen: dict[tuple[str, str], str] = {}
         for result in self.results:
             seen.setdefault((result["env"], result["algo"]), result["command"])
         return [
@@ -550,11 +543,13 @@ def build(root: Path, suite: str) -> str:
         "rl-zoo3's own tuned hyper-parameters (this repository has no entry for them); the paper's Qt-Opt is not run.",
         "- **Hardware**: the paper's times are on a V100 GPU + Xeon; ours are one core of a shared 2-core CPU machine "
         "(other jobs were running at times, so wall-clock numbers are noisy).",
-        "- **Evaluation on the maze**: rl-zoo3 evaluates MiniGrid envs (the maze counts as one) with "
-        "`deterministic=False`. With it, sb3_cemah's CEM samples new weights from its Gaussian at every step (not its "
-        "mean policy) and CEM-AH draws new noise for its ensemble at every step (not its fixed K = 10 policies); "
-        "actions are sampled from the softmax for every method. So the maze's test returns are those of stochastic "
-        "policies, as in the authors' code for discrete actions, not of the paper's deterministic test policies.",
+        "- **Evaluation on the maze**: rl-zoo3 evaluates MiniGrid envs (sb3_cemah registers the maze as one) with "
+        "`deterministic=False`, because a greedy policy that enters a loop in a maze never leaves it. Discrete actions "
+        "are then sampled: CEM's from its mean policy's softmax, CEM-AH's from the mean of its K = 10 members' "
+        "softmaxes with the noise redrawn at every step (the authors' test procedure), REINFORCE's from its policy's "
+        "softmax, DDPG's from the softmax of its actor's scores (`DiscreteToBoxActionWrapper`"
+        ", as the paper's DDPG), and DQN acts epsilon-greedily with its final exploration rate; only ARS acts "
+        "greedily (sb3-contrib's ARS ignores `deterministic`). On the PyBullet envs every test policy is deterministic.",
         "",
         "### Random policy",
         "",
