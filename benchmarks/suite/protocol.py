@@ -13,6 +13,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -248,6 +249,16 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
+def hyperparams(algo: str, env_id: str) -> dict[str, Any] | None:
+    """The entry of ``env_id`` in ``hyperparams/<algo>.yml``, or None when the file or the entry is missing."""
+    path = HYPERPARAMS_DIR / f"{algo}.yml"
+    if not path.is_file():
+        return None
+    with path.open() as file:
+        entries = yaml.safe_load(file) or {}
+    return entries.get(env_id)
+
+
 def conf_file(algo: str, env_id: str) -> Path | None:
     """
     The yml file a run names with ``-conf``: ``hyperparams/<algo>.yml`` when it has an entry for ``env_id``.
@@ -256,12 +267,7 @@ def conf_file(algo: str, env_id: str) -> Path | None:
     user who runs ``python -m rl_zoo3.train --algo ddpg --env AntBulletEnv-v0`` gets. ``a2c`` needs
     ``-conf`` on the PyBullet envs: without it rl-zoo3 reads its tuned A2C, not the REINFORCE-style one.
     """
-    path = HYPERPARAMS_DIR / f"{algo}.yml"
-    if not path.is_file():
-        return None
-    with path.open() as file:
-        entries = yaml.safe_load(file) or {}
-    return path if env_id in entries else None
+    return HYPERPARAMS_DIR / f"{algo}.yml" if hyperparams(algo, env_id) is not None else None
 
 
 def eval_freq_for(budget: int) -> int:

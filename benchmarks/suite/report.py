@@ -315,6 +315,13 @@ class Report:
                 parts.append(f"Loses to {', '.join(losses)}.")
             if ties:
                 parts.append(f"Within the spread of {', '.join(ties)} (no claim either way).")
+            episodes = float(np.mean([r["metrics"]["train_episodes"] for r in self.ok(env, "cemah")]))
+            population = (protocol.hyperparams("cemah", protocol.ENVS[env].env_id) or {}).get("population_size")
+            if population:
+                parts.append(
+                    f"Its runs trained on {episodes:,.0f} episodes, about {episodes / population:.0f} iterations of "
+                    f"its {population}-candidate population."
+                )
             cem_time = [r["metrics"]["s_per_train_episode"] for r in self.ok(env, "cem")]
             cemah_time = [r["metrics"]["s_per_train_episode"] for r in self.ok(env, "cemah")]
             cem_t, cemah_t = mean_std(cem_time)[0], mean_std(cemah_time)[0]
