@@ -427,6 +427,37 @@ def test_deterministic_predict_is_the_fixed_ensemble(cartpole_vec: Callable, mak
     assert policy.ensemble_size == 4
 
 
+def test_cached_ensemble_weights_follow_every_parameter_change(cartpole_vec: Callable, make_model: Callable) -> None:
+    """``predict(deterministic=True)`` reuses generated weights; training, set_parameters, in-place edits refresh them."""
+    model = make_model("CEMAH", cartpole_vec())
+    policy = model.policy
+
+    def assert_cache_is_current() -> None:
+        with th.no_grad():
+            th.testing.assert_close(
+                policy.fixed_ensemble_weights(), policy.hypernetwork(policy.ensemble_noise), rtol=0, atol=0
+            )
+
+    obs = np.stack([model.observation_space.sample() for _ in range(64)])
+    model.predict(obs, deterministic=True)
+    cached = policy.fixed_ensemble_weights()
+    assert policy.fixed_ensemble_weights() is cached  # no hypernetwork pass while nothing changed
+    model.learn(1_000)  # generator steps
+    assert_cache_is_current()
+    assert not th.equal(policy.fixed_ensemble_weights(), cached)
+
+    other = make_model("CEMAH", cartpole_vec(), seed=1)
+    other.learn(1_000)
+    model.set_parameters(other.get_parameters())
+    assert_cache_is_current()
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], other.predict(obs, deterministic=True)[0])
+
+    with th.no_grad():
+        next(policy.hypernetwork.parameters()).mul_(2.0)
+        policy.ensemble_noise.add_(1.0)
+    assert_cache_is_current()
+
+
 def test_stochastic_predict_samples(cartpole_vec: Callable, pendulum_vec: Callable, make_model: Callable) -> None:
     model = make_model("CEMAH", cartpole_vec())
     obs = np.stack([model.observation_space.sample() for _ in range(64)])

@@ -81,6 +81,8 @@ class CEMAHPolicy(CEMPolicy):
             self.network.input_dim + self.network.output_dim, self.discriminator_arch, discriminator_dropout
         )
         self.register_buffer("ensemble_noise", th.randn(ensemble_size, noise_dim))
+        # The fixed ensemble's generated weights and the (storage, version) of every tensor they came from.
+        self._fixed_ensemble_cache: tuple[tuple[tuple[int, int], ...], th.Tensor] | None = None
         learning_rate = lr_schedule(1)
         self.generator_optimizer = optimizer_class(self.hypernetwork.parameters(), lr=learning_rate, **self.optimizer_kwargs)  # type: ignore[call-arg]
         self.discriminator_optimizer = optimizer_class(  # type: ignore[call-arg]
@@ -105,6 +107,25 @@ class CEMAHPolicy(CEMPolicy):
         """:return: Flat weights of ``n_policies`` freshly sampled policies, shape ``(n_policies, n_params)``."""
         return self.hypernetwork(self.hypernetwork.sample_noise(n_policies))
 
+    def fixed_ensemble_weights(self) -> th.Tensor:
+        """
+        Flat weights of the ``ensemble_size`` policies generated from the fixed noise vectors, without gradient.
+
+        ``predict(deterministic=True)`` would otherwise run the hypernetwork at every env step for weights that
+        only change when training does. The cached weights are reused while the noise and every hypernetwork
+        parameter keep their storage and version counter; an optimiser step, ``load_state_dict`` (hence
+        ``set_parameters`` and ``load``), any in-place change or ``.to(device)`` changes one of them (an edit through ``.data`` bypasses PyTorch's
+        version counter and is not seen).
+
+        :return: Shape ``(ensemble_size, n_params)``.
+        """
+        tensors = (self.ensemble_noise, *self.hypernetwork.parameters())
+        key = tuple((tensor.data_ptr(), tensor._version) for tensor in tensors)
+        if self._fixed_ensemble_cache is None or self._fixed_ensemble_cache[0] != key:
+            with th.no_grad():
+                self._fixed_ensemble_cache = (key, self.hypernetwork(self.ensemble_noise))
+        return self._fixed_ensemble_cache[1]
+
     def ensemble_outputs(self, features: th.Tensor, deterministic: bool) -> th.Tensor:
         """
         Combined output of the ensemble, in the space of :meth:`outputs_to_targets`.
@@ -113,8 +134,10 @@ class CEMAHPolicy(CEMPolicy):
         :param deterministic: Use the fixed noise vectors instead of fresh ones.
         :return: Mean action probabilities (discrete) or mean tanh outputs (Box), shape ``(batch, output_dim)``.
         """
-        noise = self.ensemble_noise if deterministic else self.hypernetwork.sample_noise(self.ensemble_size)
-        weights = self.hypernetwork(noise)
+        if deterministic:
+            weights = self.fixed_ensemble_weights()
+        else:
+            weights = self.hypernetwork(self.hypernetwork.sample_noise(self.ensemble_size))
         outputs = self.network.forward(weights, features.unsqueeze(0).expand(self.ensemble_size, -1, -1))
         return self.outputs_to_targets(outputs).mean(dim=0)
 
