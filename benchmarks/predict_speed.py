@@ -47,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def observations(env_id: str, n: int) -> np.ndarray:
     """``n`` observations of the env under random actions, shape ``(n, *obs_shape)``."""
     import gymnasium as gym
+
     env = gym.make(env_id)
     env.action_space.seed(0)
     obs, _ = env.reset(seed=0)

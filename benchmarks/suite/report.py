@@ -523,8 +523,10 @@ def build(root: Path, suite: str) -> str:
         "",
         "Seconds per training episode: training wall-clock (evaluations excluded) over training episodes; seconds "
         "per test episode: evaluation wall-clock over test episodes. One core per run, two runs at a time. "
-        "CEM-AH's test episodes are slow because its `predict` runs the hypernetwork for the K = 10 ensemble "
-        "policies at every step (one observation at a time in `EvalCallback`).",
+        "CEM-AH acts with K = 10 generated policies (one observation at a time in `EvalCallback`): with deterministic "
+        "evaluation (PyBullet envs) their weights are generated once and cached, with the maze's stochastic "
+        "evaluation the noise, hence a hypernetwork pass, is redrawn at every step "
+        "(`python -m benchmarks.predict_speed` measures both).",
         "",
         *report.timing_table(),
         "",
