@@ -114,8 +114,8 @@ class CEMAHPolicy(CEMPolicy):
         ``predict(deterministic=True)`` would otherwise run the hypernetwork at every env step for weights that
         only change when training does. The cached weights are reused while the noise and every hypernetwork
         parameter keep their storage and version counter; an optimiser step, ``load_state_dict`` (hence
-        ``set_parameters`` and ``load``), any in-place change or ``.to(device)`` changes one of them (an edit through ``.data`` bypasses PyTorch's
-        version counter and is not seen).
+        ``set_parameters`` and ``load``), any in-place change or ``.to(device)`` changes one of them. An edit
+        through ``.data`` bypasses PyTorch's version counter and is not seen.
 
         :return: Shape ``(ensemble_size, n_params)``.
         """
