@@ -134,10 +134,7 @@ class CEMAHPolicy(CEMPolicy):
         :param deterministic: Use the fixed noise vectors instead of fresh ones.
         :return: Mean action probabilities (discrete) or mean tanh outputs (Box), shape ``(batch, output_dim)``.
         """
-        if deterministic:
-            weights = self.fixed_ensemble_weights()
-        else:
-            weights = self.hypernetwork(self.hypernetwork.sample_noise(self.ensemble_size))
+        weights = self.fixed_ensemble_weights() if deterministic else self.generate_weights(self.ensemble_size)
         outputs = self.network.forward(weights, features.unsqueeze(0).expand(self.ensemble_size, -1, -1))
         return self.outputs_to_targets(outputs).mean(dim=0)
 
