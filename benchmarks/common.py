@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -25,10 +26,12 @@ __all__ = [
     "Stopwatch",
     "cemah_training_defaults",
     "command_line",
+    "cpu_model_name",
     "format_spread",
     "machine_description",
     "machine_markdown",
     "markdown_table",
+    "package_version",
     "quiet_native_stdout",
     "readme_header",
     "set_torch_threads",
@@ -54,7 +57,8 @@ def command_line(module: str) -> str:
     return " ".join(["python", "-m", module, *map(shlex.quote, sys.argv[1:])])
 
 
-def _lscpu_model_name() -> str:
+def cpu_model_name() -> str:
+    """The CPU model as ``lscpu`` names it."""
     try:
         output = subprocess.run(["lscpu"], capture_output=True, text=True, check=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
@@ -91,12 +95,12 @@ def _library_source_digest() -> str:
     return digest.hexdigest()[:12]
 
 
-def _version(module_name: str) -> str:
+def package_version(distribution: str) -> str:
+    """Installed version of a distribution from its metadata (some packages have no ``__version__``)."""
     try:
-        module = __import__(module_name)
-    except ImportError:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
         return "not installed"
-    return str(getattr(module, "__version__", "unknown"))
 
 
 class Stopwatch:
@@ -137,16 +141,16 @@ def machine_description() -> dict[str, Any]:
 
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": _lscpu_model_name(),
+        "cpu": cpu_model_name(),
         "cores": os.cpu_count(),
         # Other jobs share this machine: the load average says how noisy the timings may be.
         "load_average_at_start": " ".join(f"{load:.2f}" for load in os.getloadavg()),
         "python": platform.python_version(),
         "torch": th.__version__,
         "torch_threads": th.get_num_threads(),
-        "stable_baselines3": _version("stable_baselines3"),
-        "sb3_contrib": _version("sb3_contrib"),
-        "gymnasium": _version("gymnasium"),
+        "stable_baselines3": package_version("stable_baselines3"),
+        "sb3_contrib": package_version("sb3_contrib"),
+        "gymnasium": package_version("gymnasium"),
         "numpy": np.__version__,
         "git_revision": _git_revision(),
         "sb3_cemah_source_sha1": _library_source_digest(),

@@ -26,6 +26,7 @@ from benchmarks.common import (
     format_spread,
     machine_description,
     markdown_table,
+    quiet_native_stdout,
     readme_header,
     set_torch_threads,
     spread,
@@ -48,7 +49,8 @@ def observations(env_id: str, n: int) -> np.ndarray:
     """``n`` observations of the env under random actions, shape ``(n, *obs_shape)``."""
     import gymnasium as gym
 
-    env = gym.make(env_id)
+    with quiet_native_stdout():  # pybullet prints argv[0]= for every env
+        env = gym.make(env_id)
     env.action_space.seed(0)
     obs, _ = env.reset(seed=0)
     collected = []
@@ -68,8 +70,9 @@ def time_env(env_id: str, args: argparse.Namespace) -> dict[str, list[float]]:
     import sb3_cemah.envs  # noqa: F401  (registers the maze)
     from sb3_cemah import CEM, CEMAH
 
-    cem = CEM("MlpPolicy", env_id, seed=0, device="cpu")
-    cemah = CEMAH("MlpPolicy", env_id, seed=0, device="cpu")
+    with quiet_native_stdout():
+        cem = CEM("MlpPolicy", env_id, seed=0, device="cpu")
+        cemah = CEMAH("MlpPolicy", env_id, seed=0, device="cpu")
     obs = observations(env_id, args.calls)
     calls: dict[str, Callable[[np.ndarray], object]] = {
         VARIANTS[0]: lambda o: cem.predict(o, deterministic=True),

@@ -14,14 +14,13 @@ import datetime as dt
 import json
 import os
 import platform
-import subprocess
 from collections import defaultdict
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.common import cpu_model_name, package_version
 from benchmarks.suite import protocol
 from benchmarks.suite.plots import plot_env
 from benchmarks.suite.random_baseline import RANDOM_FILE
@@ -117,29 +116,18 @@ def time_to_reach(eval_rows: list[dict[str, float]], value: float) -> tuple[floa
 
 def machine_description() -> str:
     """CPU model, cores, memory and the library versions of the runs."""
-    cpu = "unknown CPU"
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines():
-            if line.startswith("Model name:"):
-                cpu = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     memory = "?"
     try:
         with open("/proc/meminfo") as file:
             memory = f"{int(file.readline().split()[1]) / 2**20:.0f} GiB"
     except OSError:
         pass
-    versions = []
-    for distribution in (
+    distributions = (
         "torch", "stable_baselines3", "sb3_contrib", "rl_zoo3", "gymnasium", "pybullet", "pybullet_envs_gymnasium", "minigrid"
-    ):  # fmt: skip
-        try:
-            versions.append(f"{distribution} {metadata.version(distribution)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{distribution} missing")
+    )  # fmt: skip
+    versions = [f"{distribution} {package_version(distribution)}" for distribution in distributions]
     return (
-        f"{cpu}, {os.cpu_count()} cores, {memory} RAM, no GPU; Linux {platform.release()}, "
+        f"{cpu_model_name()}, {os.cpu_count()} cores, {memory} RAM, no GPU; Linux {platform.release()}, "
         f"Python {platform.python_version()}; {', '.join(versions)}."
     )
 
