@@ -111,7 +111,7 @@ def draw_points(model: CEM, distribution: str, n_points: int) -> np.ndarray:
             weights = policy.sample_weights(n_points)
         features = policy.obs_to_features(np.ones((1, 1), dtype=np.float32))
         outputs = policy.network.forward(weights, features.expand(n_points, 1, -1)).squeeze(1)
-        return policy.outputs_to_env_actions(outputs, deterministic=True)
+        return policy.actions_to_env(policy.outputs_to_actions(outputs, deterministic=True))
 
 
 def run_seed(seed: int, args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -156,7 +156,7 @@ def test_model_admits_exactly_the_elite_steps(cartpole_vec: Callable, make_model
     th.testing.assert_close(
         model.elite_buffer.features[: is_elite_step.sum()], policy.obs_to_features(result.observations[is_elite_step])
     )
-    expected_targets = th.softmax(result.outputs[th.as_tensor(is_elite_step)], dim=-1)  # action probabilities
+    expected_targets = th.nn.functional.one_hot(result.actions[th.as_tensor(is_elite_step)], 2).float()  # actions taken
     th.testing.assert_close(model.elite_buffer.targets[: is_elite_step.sum()], expected_targets)
     assert model.elite_buffer.return_mean == pytest.approx(result.returns[elite].mean())
 

@@ -119,7 +119,7 @@ def plain_rollout(env: gym.Env, policy: CEMPolicy, weights: th.Tensor, n_episode
             with th.no_grad():
                 features = policy.obs_to_features(np.asarray(obs)[None])
                 outputs = policy.network.forward(weights[None], features[None])[0]
-            action = policy.outputs_to_env_actions(outputs, deterministic=True)[0]
+            action = policy.actions_to_env(policy.outputs_to_actions(outputs, deterministic=True))[0]
             obs, reward, terminated, truncated, _ = env.step(action)
             episode_return += float(np.float32(reward))
             episode_return64 += float(reward)
@@ -195,8 +195,8 @@ def test_recorded_steps_match_plain_rollout(fixed_reset_vec: Callable, fixed_res
 
     result = evaluate_population(venv, policy, weights, n_episodes=2, record=True)
 
-    assert result.observations is not None and result.outputs is not None and result.step_candidates is not None
-    assert len(result.observations) == len(result.outputs) == len(result.step_candidates)
+    assert result.observations is not None and result.actions is not None and result.step_candidates is not None
+    assert len(result.observations) == len(result.actions) == len(result.step_candidates)
     for candidate, w in enumerate(weights):
         reference = plain_rollout(fixed_reset_env("CartPole-v1"), policy, w, 2)
         mine = result.step_candidates == candidate
@@ -204,8 +204,8 @@ def test_recorded_steps_match_plain_rollout(fixed_reset_vec: Callable, fixed_res
         # Both episodes start identically, so the order of interleaved steps does not matter for the multiset.
         np.testing.assert_array_equal(sort_rows(result.observations[mine]), sort_rows(reference["observations"]))
         with th.no_grad():
-            expected = policy.network.forward(w[None], policy.obs_to_features(result.observations[mine])[None])[0]
-        th.testing.assert_close(result.outputs[th.as_tensor(mine)], expected)
+            outputs = policy.network.forward(w[None], policy.obs_to_features(result.observations[mine])[None])[0]
+        th.testing.assert_close(result.actions[th.as_tensor(mine)], outputs.argmax(dim=-1))  # greedy candidates
 
 
 def test_slots_run_candidates_in_parallel(fixed_reset_vec: Callable) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
+import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import get_flattened_obs_dim, preprocess_obs
@@ -113,6 +114,18 @@ class CEMPolicy(BasePolicy):
         """
         return th.softmax(outputs, dim=-1) if self.is_discrete else outputs
 
+    def actions_to_targets(self, actions: th.Tensor) -> th.Tensor:
+        """
+        The action part of an elite ``<s, a>`` tuple, in the space of :meth:`outputs_to_targets`: the action the
+        elite took, one-hot for discrete actions (greedy or sampled alike), the [-1, 1] action for Box.
+
+        :param actions: Output of :meth:`outputs_to_actions`, shape ``(batch,)`` or ``(batch, *action_shape)``.
+        :return: Shape ``(batch, output_dim)``, float32.
+        """
+        if self.is_discrete:
+            return F.one_hot(actions.long(), self.network.output_dim).float()
+        return actions.reshape(actions.shape[0], -1).float()
+
     def outputs_to_actions(self, outputs: th.Tensor, deterministic: bool) -> th.Tensor:
         """
         Actions in the policy's convention: discrete indices, or Box actions in [-1, 1] (``predict``
@@ -129,11 +142,11 @@ class CEMPolicy(BasePolicy):
             return th.multinomial(th.softmax(outputs, dim=-1), 1).squeeze(-1)
         return outputs.reshape(outputs.shape[0], *self.action_space.shape)  # type: ignore[misc]
 
-    def outputs_to_env_actions(self, outputs: th.Tensor, deterministic: bool) -> np.ndarray:
-        """:param outputs: Network outputs ``(batch, output_dim)``.
+    def actions_to_env(self, actions: th.Tensor) -> np.ndarray:
+        """:param actions: Output of :meth:`outputs_to_actions`.
         :return: Actions the env accepts, rescaled to the Box bounds, as a numpy array."""
-        actions = self.outputs_to_actions(outputs, deterministic).cpu().numpy()
-        return actions if self.is_discrete else self._action_low + (actions + 1.0) * self._action_half_range
+        actions_np = actions.cpu().numpy()
+        return actions_np if self.is_discrete else self._action_low + (actions_np + 1.0) * self._action_half_range
 
     def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:  # type: ignore[override]
         """

@@ -226,11 +226,11 @@ class CEMAH(CEM):
 
     def _admit_elites(self, result: PopulationResult) -> bool:
         """Offer every step of this iteration's elite episodes to the buffer (Algorithm 2, lines 5-6)."""
-        assert result.observations is not None and result.outputs is not None and result.step_candidates is not None
+        assert result.observations is not None and result.actions is not None and result.step_candidates is not None
         elite = self._elite_indices(result.returns)
         is_elite_step = np.isin(result.step_candidates, elite)
         features = self.policy.obs_to_features(result.observations[is_elite_step])
-        targets = self.policy.outputs_to_targets(result.outputs[th.as_tensor(is_elite_step, device=result.outputs.device)])
+        targets = self.policy.actions_to_targets(result.actions[th.as_tensor(is_elite_step, device=result.actions.device)])
         return self.elite_buffer.admit(features, targets, float(np.mean(result.returns[elite])))
 
     def _generate_fake(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor]:

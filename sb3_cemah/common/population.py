@@ -33,8 +33,13 @@ class PopulationPolicy(Protocol):
         """Preprocessed, flattened observations: ``(batch, *obs_shape)`` -> ``(batch, input_dim)``."""
         ...
 
-    def outputs_to_env_actions(self, outputs: th.Tensor, deterministic: bool) -> np.ndarray:
-        """Network outputs ``(batch, output_dim)`` -> actions the env accepts, ``(batch, *action_shape)``."""
+    def outputs_to_actions(self, outputs: th.Tensor, deterministic: bool) -> th.Tensor:
+        """Network outputs ``(batch, output_dim)`` -> actions in the policy's convention: discrete indices ``(batch,)``
+        or Box actions in [-1, 1] ``(batch, *action_shape)``."""
+        ...
+
+    def actions_to_env(self, actions: th.Tensor) -> np.ndarray:
+        """Actions in the policy's convention -> actions the env accepts (Box rescaled to its bounds)."""
         ...
 
 
@@ -48,7 +53,8 @@ class PopulationResult:
     :param completed: False when the step hook asked to stop before every episode finished.
     :param observations: When recording, the raw observation of every step taken by a candidate,
         shape ``(n_recorded, *obs_shape)``; otherwise None.
-    :param outputs: When recording, the network outputs at those steps, shape ``(n_recorded, output_dim)``.
+    :param actions: When recording, the actions taken at those steps in the policy's convention (discrete
+        indices ``(n_recorded,)``, or Box actions in [-1, 1] ``(n_recorded, *action_shape)``).
     :param step_candidates: When recording, the candidate index of each recorded step, shape ``(n_recorded,)``.
     """
 
@@ -56,7 +62,7 @@ class PopulationResult:
     episode_lengths: np.ndarray
     completed: bool
     observations: np.ndarray | None = None
-    outputs: th.Tensor | None = None
+    actions: th.Tensor | None = None
     step_candidates: np.ndarray | None = None
 
 
@@ -82,7 +88,7 @@ def evaluate_population(
     :param n_episodes: Episodes per candidate; the returns are averaged.
     :param deterministic: Greedy (argmax) discrete actions when True, sampled from the softmax otherwise.
     :param step_hook: Called after every VecEnv step; returning False stops the evaluation early.
-    :param record: Keep every step's observation and network output (for the CEM-AH elite buffer).
+    :param record: Keep every step's observation and action taken (for the CEM-AH elite buffer).
     :return: The candidates' mean returns and lengths, and the recorded steps if asked for.
     """
     n_candidates = flat_weights.shape[0]
@@ -101,7 +107,7 @@ def evaluate_population(
     slot_length = np.zeros(n_slots, dtype=np.int64)
 
     recorded_obs: list[np.ndarray] = []
-    recorded_outputs: list[th.Tensor] = []
+    recorded_actions: list[th.Tensor] = []
     recorded_candidates: list[np.ndarray] = []
 
     # Each slot's weights live in one tensor whose rows change only when a slot takes a new candidate; its
@@ -118,13 +124,13 @@ def evaluate_population(
             active = slot_job >= 0
             features = policy.obs_to_features(obs)
             outputs = policy.network.forward_layers(slot_layers, features.unsqueeze(1)).squeeze(1)
-            actions = policy.outputs_to_env_actions(outputs, deterministic)
+            actions = policy.outputs_to_actions(outputs, deterministic)
             if record:
                 recorded_obs.append(obs[active])
-                recorded_outputs.append(outputs[th.as_tensor(active, device=outputs.device)])
+                recorded_actions.append(actions[th.as_tensor(active, device=actions.device)])
                 recorded_candidates.append(slot_job[active] // n_episodes)
 
-            new_obs, rewards, dones, infos = env.step(actions)
+            new_obs, rewards, dones, infos = env.step(policy.actions_to_env(actions))
             assert isinstance(new_obs, np.ndarray)
             _check_finite(new_obs, "observation")
             _check_finite(rewards, "reward")
@@ -159,7 +165,7 @@ def evaluate_population(
     )
     if record:
         result.observations = np.concatenate(recorded_obs)
-        result.outputs = th.cat(recorded_outputs)
+        result.actions = th.cat(recorded_actions)
         result.step_candidates = np.concatenate(recorded_candidates)
     return result
 
