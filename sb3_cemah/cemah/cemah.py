@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import time
 from numbers import Integral
@@ -24,6 +25,13 @@ __all__ = ["CEMAH"]
 # Soft labels of the authors' code: real tuples are labelled 0.9, fake ones 0.1.
 REAL_LABEL = 0.9
 FAKE_LABEL = 0.1
+# Share of each elite batch held out to judge the imitation (early stopping, train/imitation_error).
+HELD_OUT_FRACTION = 0.1
+# The MSE pre-training checks the held-out loss every VALIDATION_INTERVAL steps and stops after
+# VALIDATION_PATIENCE checks without a 1 % improvement.
+VALIDATION_INTERVAL = 25
+VALIDATION_PATIENCE = 3
+PAIR_ALL = bool(int(os.environ.get("CEMAH_PAIR_ALL", "0")))
 
 
 class CEMAH(CEM):
@@ -58,12 +66,17 @@ class CEMAH(CEM):
     :param n_noise_samples: Generated policies per gradient step (the paper's M); each acts on
         ``batch_size // n_noise_samples`` of the states.
     :param ensemble_size: Generated policies acting together at test time (the paper's K).
+    :param ensemble_method: How the ensemble combines Box actions (``mean``, the paper's; ``median``, ``medoid``,
+        ``discriminator``: see :func:`sb3_cemah.cemah.policies.combine_box_actions`). Discrete actions always
+        use the paper's mean of the members' action probabilities.
     :param pretrain_steps: MSE pre-training steps of the generator per iteration (G-MSE).
     :param discriminator_steps: Discriminator steps per iteration (D-Adv).
     :param generator_steps: Adversarial generator steps per iteration (G-Adv).
     :param use_discriminator: False gives the paper's ablation without adversarial training.
     :param pretrain: False gives the paper's ablation without MSE pre-training.
     :param discriminator_noise: Largest std of the Gaussian noise added to the discriminator's inputs.
+    :param generator_mse_weight: Weight of the imitation MSE added to each adversarial generator step's loss, so
+        that the adversarial steps spread the generated policies without leaving the elites (0: the paper).
     :param population_size: See :class:`CEM`.
     :param elite_frac: See :class:`CEM`.
     :param n_eval_episodes: See :class:`CEM`.
@@ -92,15 +105,18 @@ class CEMAH(CEM):
         env: GymEnv | str,
         learning_rate: float | Schedule = 1e-3,
         buffer_size: int = 100_000,
+        buffer_batches: int | None = None,
         batch_size: int = 500,
         n_noise_samples: int = 100,
         ensemble_size: int = 10,
+        ensemble_method: str = "mean",
         pretrain_steps: int = 50,
         discriminator_steps: int = 10,
         generator_steps: int = 10,
         use_discriminator: bool = True,
         pretrain: bool = True,
         discriminator_noise: float = 0.1,
+        generator_mse_weight: float = 0.0,
         population_size: int = 100,
         elite_frac: float = 0.1,
         n_eval_episodes: int = 1,
@@ -119,15 +135,18 @@ class CEMAH(CEM):
         _init_setup_model: bool = True,
     ):
         self.buffer_size = buffer_size
+        self.buffer_batches = buffer_batches
         self.batch_size = batch_size
         self.n_noise_samples = n_noise_samples
         self.ensemble_size = ensemble_size
+        self.ensemble_method = ensemble_method
         self.pretrain_steps = pretrain_steps
         self.discriminator_steps = discriminator_steps
         self.generator_steps = generator_steps
         self.use_discriminator = use_discriminator
         self.pretrain = pretrain
         self.discriminator_noise = discriminator_noise
+        self.generator_mse_weight = generator_mse_weight
         super().__init__(
             policy,
             env,
@@ -172,22 +191,30 @@ class CEMAH(CEM):
                         f"Invalid hyper-parameter for {type(self).__name__}: {name} must be an int >= {minimum}, "
                         f"got {value!r}."
                     )
-        if self.discriminator_noise < 0:
-            raise ValueError(f"Invalid hyper-parameter for {type(self).__name__}: discriminator_noise must be >= 0.")
+        for name in ("discriminator_noise", "generator_mse_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"Invalid hyper-parameter for {type(self).__name__}: {name} must be >= 0.")
 
     def _make_policy(self) -> BasePolicy:
         self._setup_lr_schedule()
+        for name in ("ensemble_size", "ensemble_method"):
+            if name in self.policy_kwargs:
+                raise ValueError(
+                    f"{name} is a {type(self).__name__} argument: pass {type(self).__name__}(..., {name}=...) instead of "
+                    "policy_kwargs (the algorithm gives it to the policy)."
+                )
         return self.policy_class(  # type: ignore[call-arg]
             self.observation_space,
             self.action_space,
             self.lr_schedule,
             ensemble_size=self.ensemble_size,
+            ensemble_method=self.ensemble_method,
             **self.policy_kwargs,
         )
 
     def _setup_model(self) -> None:
         super()._setup_model()
-        self.elite_buffer = EliteBuffer(self.buffer_size, self.device)
+        self.elite_buffer = EliteBuffer(self.buffer_size, self.buffer_batches, HELD_OUT_FRACTION, self.device)
 
     def train(self, weights: th.Tensor, result: PopulationResult) -> None:
         """
@@ -203,8 +230,9 @@ class CEMAH(CEM):
 
         start = time.perf_counter()
         if self.pretrain:
-            mse_losses = [self._pretrain_step() for _ in range(self.pretrain_steps)]
+            mse_losses = self._pretrain()
             self.logger.record("train/mse_loss", _mean(mse_losses))
+            self.logger.record("train/pretrain_steps", len(mse_losses))
         pretrain_end = time.perf_counter()
         if self.use_discriminator:
             input_noise = min(self.discriminator_noise, 1.0 / (1.0 + self._n_iterations))
@@ -219,6 +247,7 @@ class CEMAH(CEM):
         self.logger.record("train/buffer_return_mean", self.elite_buffer.return_mean)
         self.logger.record("train/buffer_admitted", int(admitted))
         self.logger.record("train/learning_rate", self.lr_schedule(self._current_progress_remaining))
+        self.logger.record("train/imitation_error", self._imitation_error())
         self.logger.record("train/generated_weight_distance", self._generated_weight_distance())
         self.logger.record("train/cem_weight_distance", float(th.pdist(weights).mean()))
         self.logger.record("time/pretrain_seconds", pretrain_end - start)
@@ -231,7 +260,59 @@ class CEMAH(CEM):
         is_elite_step = np.isin(result.step_candidates, elite)
         features = self.policy.obs_to_features(result.observations[is_elite_step])
         targets = self.policy.actions_to_targets(result.actions[th.as_tensor(is_elite_step, device=result.actions.device)])
-        return self.elite_buffer.admit(features, targets, float(np.mean(result.returns[elite])))
+        elites = th.as_tensor(result.step_candidates[is_elite_step])
+        return self.elite_buffer.admit(features, targets, float(np.mean(result.returns[elite])), elites)
+
+    def _pretrain(self) -> list[float]:
+        """
+        MSE steps until the imitation converges: at most ``pretrain_steps``, stopping early when the held-out
+        MSE (checked every ``VALIDATION_INTERVAL`` steps) has not improved by 1 % for ``VALIDATION_PATIENCE``
+        checks. A fixed step count either stops far from the elites or wastes steps once there.
+
+        :return: The training loss of every step taken.
+        """
+        losses: list[float] = []
+        best, checks_without_improvement = float("inf"), 0
+        while len(losses) < self.pretrain_steps:
+            losses.append(self._pretrain_step())
+            if len(losses) % VALIDATION_INTERVAL == 0:
+                held_out_loss = self._held_out_mse()
+                if held_out_loss < 0.99 * best:
+                    best, checks_without_improvement = held_out_loss, 0
+                else:
+                    checks_without_improvement += 1
+                    if checks_without_improvement >= VALIDATION_PATIENCE:
+                        break
+        return losses
+
+    def _held_out_outputs(self) -> tuple[th.Tensor, th.Tensor]:
+        """
+        Outputs of ``n_noise_samples`` fresh generated policies on every held-out state, and the elites' targets.
+
+        :return: Generated outputs ``(n_policies, n_held_out, output_dim)``, elite targets ``(n_held_out, output_dim)``.
+        """
+        features, targets = self.elite_buffer.held_out()
+        if features.shape[0] == 0:  # batches of a single tuple hold nothing out
+            features, targets, _ = self.elite_buffer.sample(self.batch_size)
+        with th.no_grad():
+            weights = self.policy.generate_weights(self.n_noise_samples)
+            outputs = self.policy.network.forward(weights, features.unsqueeze(0).expand(weights.shape[0], -1, -1))
+        return outputs, targets
+
+    def _held_out_mse(self) -> float:
+        """The pre-training loss on the held-out tuples."""
+        outputs, targets = self._held_out_outputs()
+        return float(F.mse_loss(self.policy.outputs_to_targets(outputs), targets.expand_as(outputs)))
+
+    def _imitation_error(self) -> float:
+        """
+        How far the generated policies are from the elites on held-out buffered states: the share of states
+        where a policy's greedy action differs from the elite's (Discrete), or the action MSE (Box).
+        """
+        outputs, targets = self._held_out_outputs()
+        if self.policy.is_discrete:
+            return float((outputs.argmax(dim=-1) != targets.argmax(dim=-1)).float().mean())
+        return float(F.mse_loss(outputs, targets.expand_as(outputs)))
 
     def _generate_fake(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """
@@ -239,28 +320,51 @@ class CEMAH(CEM):
 
         :param features: Buffered states, shape ``(batch, input_dim)``.
         :return: The states used (``n_policies * (batch // n_policies)`` of them, shape ``(n_used, input_dim)``),
-            and the generated policies' targets on them (action probabilities or Box outputs), ``(n_used, output_dim)``.
+            and the generated policies' outputs on them, ``(n_used, output_dim)``.
         """
         n_policies = min(self.n_noise_samples, features.shape[0])
         per_policy = features.shape[0] // n_policies
         used = features[: n_policies * per_policy]
         weights = self.policy.generate_weights(n_policies)
         outputs = self.policy.network.forward(weights, used.reshape(n_policies, per_policy, -1))
-        return used, self.policy.outputs_to_targets(outputs.reshape(n_policies * per_policy, -1))
+        return used, outputs.reshape(n_policies * per_policy, -1)
+
+    def _fake_actions(self, outputs: th.Tensor) -> th.Tensor:
+        """
+        The generated policies' actions in the representation of the elites' (what the discriminator compares):
+        Box actions as they are; for Discrete, the one-hot action the policy takes (greedy, or sampled when
+        ``stochastic_candidates``), with the softmax's gradient (straight-through), since the discriminator would
+        otherwise tell soft probabilities from one-hot actions at a glance.
+
+        :param outputs: Network outputs ``(batch, output_dim)``.
+        :return: Shape ``(batch, output_dim)``.
+        """
+        if not self.policy.is_discrete:
+            return outputs
+        probabilities = self.policy.outputs_to_targets(outputs)
+        actions = self.policy.outputs_to_actions(outputs, deterministic=not self.stochastic_candidates)
+        one_hot = F.one_hot(actions, outputs.shape[-1]).to(probabilities.dtype)
+        return one_hot + probabilities - probabilities.detach()
 
     def _pretrain_step(self) -> float:
         """One MSE step of the generator towards the elites' actions (Algorithm 2, lines 8-12)."""
-        features, targets = self.elite_buffer.sample(self.batch_size)
-        _, fake = self._generate_fake(features)
-        loss = F.mse_loss(fake, targets[: fake.shape[0]])
+        features, targets, _ = self.elite_buffer.sample(self.batch_size)
+        if PAIR_ALL:
+            weights = self.policy.generate_weights(self.n_noise_samples)
+            outputs = self.policy.network.forward(weights, features.unsqueeze(0).expand(weights.shape[0], -1, -1))
+            loss = F.mse_loss(self.policy.outputs_to_targets(outputs), targets.expand_as(outputs))
+        else:
+            _, outputs = self._generate_fake(features)
+            loss = F.mse_loss(self.policy.outputs_to_targets(outputs), targets[: outputs.shape[0]])
         self._optimizer_step(self.policy.generator_optimizer, loss)
         return loss.item()
 
     def _discriminator_step(self, input_noise: float) -> float:
         """One step of ``D`` on real elite tuples vs generated ones (Algorithm 2, lines 14-18)."""
-        features, targets = self.elite_buffer.sample(self.batch_size)
+        features, targets, _ = self.elite_buffer.sample(self.batch_size)
         with th.no_grad():
-            used, fake = self._generate_fake(features)
+            used, outputs = self._generate_fake(features)
+            fake = self._fake_actions(outputs)
         # Real and fake tuples go through D as separate batches (a common GAN practice with BatchNorm). Measured
         # here: one joint batch, with D in eval mode for the generator step, let the generator collapse to a point.
         real_logits = self.policy.discriminator(
@@ -276,11 +380,17 @@ class CEMAH(CEM):
         return loss.item()
 
     def _generator_step(self) -> float:
-        """One adversarial step of the hypernetwork: ``-log D(fake)``, back-propagated into ``h`` (lines 19-22)."""
-        features, _ = self.elite_buffer.sample(self.batch_size)
-        used, fake = self._generate_fake(features)
-        logits = self.policy.discriminator(used, fake)
+        """
+        One adversarial step of the hypernetwork: ``-log D(fake)``, back-propagated into ``h`` (lines 19-22), plus
+        ``generator_mse_weight`` times the imitation MSE on the same states (0: the paper's pure adversarial step).
+        """
+        features, targets, _ = self.elite_buffer.sample(self.batch_size)
+        used, outputs = self._generate_fake(features)
+        logits = self.policy.discriminator(used, self._fake_actions(outputs))
         loss = F.binary_cross_entropy_with_logits(logits, th.ones_like(logits))
+        if self.generator_mse_weight > 0:
+            mse = F.mse_loss(self.policy.outputs_to_targets(outputs), targets[: outputs.shape[0]])
+            loss = loss + self.generator_mse_weight * mse
         self._optimizer_step(self.policy.generator_optimizer, loss)
         return loss.item()
 
@@ -311,12 +421,7 @@ class CEMAH(CEM):
         buffer = load_from_pkl(path, self.verbose)
         if not isinstance(buffer, EliteBuffer):
             raise ValueError(f"{path} does not hold a CEM-AH elite buffer (found {type(buffer).__name__}).")
-        for name in ("features", "targets", "returns"):
-            tensor = getattr(buffer, name)
-            if tensor is not None:
-                setattr(buffer, name, tensor.to(self.device))
-        buffer.device = self.device
-        self.elite_buffer = buffer
+        self.elite_buffer = buffer.to(self.device)
 
 
 def _mean(values: list[float]) -> float:

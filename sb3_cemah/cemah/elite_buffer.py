@@ -2,77 +2,205 @@
 
 from __future__ import annotations
 
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
 import torch as th
 
-__all__ = ["EliteBuffer"]
+__all__ = ["EliteBatch", "EliteBuffer"]
+
+
+@dataclass
+class EliteBatch:
+    """
+    The tuples one iteration's elites brought, split into training and held-out tuples.
+
+    :param features: Training states, shape ``(n_train, feature_dim)``.
+    :param targets: Their elite actions, shape ``(n_train, target_dim)``.
+    :param elites: Which elite policy took each training tuple (ids unique within the buffer), shape ``(n_train,)``.
+    :param held_out_features: Held-out states, shape ``(n_held_out, feature_dim)``.
+    :param held_out_targets: Their elite actions, shape ``(n_held_out, target_dim)``.
+    :param elite_return: Mean episodic return of the elite policies the tuples come from.
+    """
+
+    features: th.Tensor
+    targets: th.Tensor
+    elites: th.Tensor
+    held_out_features: th.Tensor
+    held_out_targets: th.Tensor
+    elite_return: float
+
+    @property
+    def size(self) -> int:
+        return self.features.shape[0] + self.held_out_features.shape[0]
+
+    def to(self, device: th.device) -> EliteBatch:
+        return EliteBatch(
+            self.features.to(device),
+            self.targets.to(device),
+            self.elites.to(device),
+            self.held_out_features.to(device),
+            self.held_out_targets.to(device),
+            self.elite_return,
+        )
 
 
 class EliteBuffer:
     """
-    Ring buffer of ``(features, target)`` tuples from the guiding CEM's elite episodes.
+    FIFO of the elite batches admitted by the guiding CEM, one batch per iteration.
 
-    A batch (all steps of one iteration's elite episodes) is admitted only when its elites' mean return
-    is at least the mean over the tuples already stored (each tuple carries the elite mean return of
-    the batch that brought it). When full, the oldest tuples are overwritten.
+    A batch (all steps of one iteration's elite episodes) is admitted only when its elites' mean return is
+    at least the mean over the batches already stored (each batch counts once, whatever its length: the
+    paper compares the elites' mean returns). The oldest batches leave when more than ``max_batches`` are
+    stored or when the tuples exceed ``buffer_size`` (a batch larger than the buffer keeps its newest tuples).
 
-    Memory: ``buffer_size * (feature_dim + target_dim + 1) * 4`` bytes, preallocated on first admission
-    (e.g. 100 000 maze tuples of 243 + 3 values: about 99 MB).
+    A ``held_out_fraction`` of each batch's tuples is kept apart: the imitation is trained on the others and
+    judged (early stopping, ``train/imitation_error``) on these.
+
+    Memory: at most ``buffer_size * (feature_dim + target_dim) * 4`` bytes (e.g. 100 000 maze tuples of 243 + 3
+    values: about 98 MB).
 
     :param buffer_size: Capacity in tuples.
-    :param device: Where the tensors live (the device of the networks that train on them).
+    :param max_batches: Capacity in admitted batches (iterations); None bounds by ``buffer_size`` only.
+    :param held_out_fraction: Share of each batch held out, in [0, 1); at least one tuple when a batch has two or more.
+    :param device: Where the tensors live (the device of the networks that train on them). Saved files hold CPU
+        tensors, so a buffer saved on a GPU machine loads on a CPU-only one.
     """
 
-    def __init__(self, buffer_size: int, device: th.device | str = "cpu"):
+    def __init__(
+        self,
+        buffer_size: int,
+        max_batches: int | None = None,
+        held_out_fraction: float = 0.1,
+        device: th.device | str = "cpu",
+    ):
         if buffer_size < 1:
             raise ValueError(f"buffer_size must be >= 1, got {buffer_size}")
+        if max_batches is not None and max_batches < 1:
+            raise ValueError(f"max_batches must be >= 1 or None, got {max_batches}")
+        if not 0.0 <= held_out_fraction < 1.0:
+            raise ValueError(f"held_out_fraction must be in [0, 1), got {held_out_fraction}")
         self.buffer_size = buffer_size
+        self.max_batches = max_batches
+        self.held_out_fraction = held_out_fraction
         self.device = th.device(device)
-        self.features: th.Tensor | None = None
-        self.targets: th.Tensor | None = None
-        self.returns: th.Tensor | None = None
-        self.position = 0
-        self.size = 0
+        self.batches: deque[EliteBatch] = deque()
+        self._training: tuple[th.Tensor, th.Tensor, th.Tensor] | None = None
+        self._n_elites_seen = 0
+        self._held_out: tuple[th.Tensor, th.Tensor] | None = None
+
+    @property
+    def size(self) -> int:
+        """Number of stored tuples (training and held-out)."""
+        return sum(batch.size for batch in self.batches)
 
     @property
     def return_mean(self) -> float:
-        """Mean elite return over the stored tuples (-inf when empty, so that the first batch is admitted)."""
-        if self.returns is None or self.size == 0:
+        """Mean of the stored batches' elite returns (-inf when empty, so that the first batch is admitted)."""
+        if not self.batches:
             return float("-inf")
-        return float(self.returns[: self.size].mean())
+        return sum(batch.elite_return for batch in self.batches) / len(self.batches)
 
-    def admit(self, features: th.Tensor, targets: th.Tensor, elite_return: float) -> bool:
+    def admit(self, features: th.Tensor, targets: th.Tensor, elite_return: float, elites: th.Tensor | None = None) -> bool:
         """
         Add a batch of elite tuples if ``elite_return >= return_mean``.
 
         :param features: Shape ``(n, feature_dim)``.
         :param targets: Shape ``(n, target_dim)``.
         :param elite_return: Mean return of the elite episodes the tuples come from.
+        :param elites: Which elite policy took each tuple (any integer labels), shape ``(n,)``; None: one elite.
         :return: Whether the batch was admitted.
         """
         if elite_return < self.return_mean:
             return False
-        if self.features is None or self.targets is None or self.returns is None:
-            # Zeros, not empty: unused rows are then deterministic and compare equal after a save/load round trip.
-            self.features = th.zeros(self.buffer_size, features.shape[1], device=self.device)
-            self.targets = th.zeros(self.buffer_size, targets.shape[1], device=self.device)
-            self.returns = th.zeros(self.buffer_size, device=self.device)
-        # A batch larger than the buffer keeps only its newest tuples, as a FIFO would.
-        features, targets = features[-self.buffer_size :], targets[-self.buffer_size :]
-        indices = (self.position + th.arange(features.shape[0], device=self.device)) % self.buffer_size
-        self.features[indices] = features.to(self.device, th.float32)
-        self.targets[indices] = targets.to(self.device, th.float32)
-        self.returns[indices] = elite_return
-        self.position = int((self.position + features.shape[0]) % self.buffer_size)
-        self.size = min(self.size + features.shape[0], self.buffer_size)
+        features = features[-self.buffer_size :].to(self.device, th.float32)
+        targets = targets[-self.buffer_size :].to(self.device, th.float32)
+        labels = th.zeros(features.shape[0], dtype=th.long) if elites is None else elites[-self.buffer_size :]
+        _, elites = th.unique(labels.to(self.device), return_inverse=True)
+        elites = elites + self._n_elites_seen  # unique across batches
+        self._n_elites_seen = int(elites.max()) + 1
+        n_held_out = round(self.held_out_fraction * features.shape[0])
+        if self.held_out_fraction > 0 and features.shape[0] >= 2:
+            n_held_out = max(n_held_out, 1)
+        # Held-out tuples drawn at random (torch's global RNG): consecutive steps of an episode are alike.
+        order = th.randperm(features.shape[0], device=self.device)
+        held_out, training = order[:n_held_out], order[n_held_out:]
+        self.batches.append(
+            EliteBatch(
+                features[training], targets[training], elites[training], features[held_out], targets[held_out], elite_return
+            )
+        )
+        while self.max_batches is not None and len(self.batches) > self.max_batches:
+            self.batches.popleft()
+        # The newest batch fits on its own (truncated above), so this only trims older batches.
+        while self.size > self.buffer_size:
+            excess = self.size - self.buffer_size
+            if excess >= self.batches[0].size:
+                self.batches.popleft()
+            else:
+                self.batches[0] = _drop_tuples(self.batches[0], excess)
+        batches = self.batches
+        self._training = (
+            th.cat([batch.features for batch in batches]),
+            th.cat([batch.targets for batch in batches]),
+            th.cat([batch.elites for batch in batches]),
+        )
+        self._held_out = (
+            th.cat([batch.held_out_features for batch in batches]),
+            th.cat([batch.held_out_targets for batch in batches]),
+        )
         return True
 
-    def sample(self, batch_size: int) -> tuple[th.Tensor, th.Tensor]:
+    def sample(self, batch_size: int) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """
-        Uniform sample with replacement (torch's global RNG).
+        Uniform sample of training tuples, with replacement (torch's global RNG).
 
-        :return: Features ``(batch_size, feature_dim)`` and targets ``(batch_size, target_dim)``.
+        :return: Features ``(batch_size, feature_dim)``, targets ``(batch_size, target_dim)`` and the elite that took
+            each tuple ``(batch_size,)``.
         """
-        if self.features is None or self.targets is None or self.size == 0:
+        if self._training is None or self._training[0].shape[0] == 0:
             raise RuntimeError("The elite buffer is empty")
-        indices = th.randint(0, self.size, (batch_size,), device=self.device)
-        return self.features[indices], self.targets[indices]
+        indices = th.randint(0, self._training[0].shape[0], (batch_size,), device=self.device)
+        features, targets, elites = (tensor[indices] for tensor in self._training)
+        return features, targets, elites
+
+    def held_out(self) -> tuple[th.Tensor, th.Tensor]:
+        """:return: All held-out features ``(n_held_out, feature_dim)`` and targets ``(n_held_out, target_dim)``."""
+        if self._held_out is None:
+            raise RuntimeError("The elite buffer is empty")
+        return self._held_out
+
+    def to(self, device: th.device | str) -> EliteBuffer:
+        """Move the stored tuples to ``device`` (in place) and return the buffer."""
+        self.device = th.device(device)
+        self.batches = deque(batch.to(self.device) for batch in self.batches)
+        for name in ("_training", "_held_out"):
+            tensors = getattr(self, name)
+            if tensors is not None:
+                setattr(self, name, tuple(tensor.to(self.device) for tensor in tensors))
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled with CPU tensors (like SB3's numpy buffers): the file loads on a machine without the GPU.
+        state = self.__dict__.copy()
+        state["device"] = th.device("cpu")
+        state["batches"] = deque(batch.to(th.device("cpu")) for batch in self.batches)
+        for name in ("_training", "_held_out"):
+            if state[name] is not None:
+                state[name] = tuple(tensor.cpu() for tensor in state[name])
+        return state
+
+
+def _drop_tuples(batch: EliteBatch, n: int) -> EliteBatch:
+    """The batch without ``n`` of its tuples (training tuples first; held-out ones only when none are left)."""
+    n_train = batch.features.shape[0]
+    n_held_out_dropped = max(n - n_train, 0)
+    return EliteBatch(
+        batch.features[n:],
+        batch.targets[n:],
+        batch.elites[n:],
+        batch.held_out_features[n_held_out_dropped:],
+        batch.held_out_targets[n_held_out_dropped:],
+        batch.elite_return,
+    )

@@ -12,7 +12,10 @@ from torch import nn
 from sb3_cemah.cem.policies import CEMPolicy
 from sb3_cemah.cemah.networks import Discriminator, HyperNetwork
 
-__all__ = ["CEMAHPolicy", "MlpPolicy"]
+__all__ = ["ENSEMBLE_METHODS", "CEMAHPolicy", "MlpPolicy", "combine_box_actions"]
+
+# How the test-time ensemble combines its members' Box actions (see combine_box_actions).
+ENSEMBLE_METHODS = ("mean", "median", "medoid", "discriminator")
 
 
 class CEMAHPolicy(CEMPolicy):
@@ -25,8 +28,9 @@ class CEMAHPolicy(CEMPolicy):
     - a fixed set of ``ensemble_size`` noise vectors for reproducible (deterministic) acting.
 
     Acting (``predict``) uses an ensemble of ``ensemble_size`` generated policies: the mean of their action
-    probabilities for discrete actions (argmax when deterministic, sampled otherwise), the mean of their
-    outputs for Box actions. ``deterministic=True`` uses the fixed noise vectors; ``deterministic=False``
+    probabilities for discrete actions (the paper's ``softmax(sum)``: argmax when deterministic, sampled
+    otherwise); for Box actions the combination ``ensemble_method`` of their actions (see
+    :data:`ENSEMBLE_METHODS`). ``deterministic=True`` uses the fixed noise vectors; ``deterministic=False``
     draws new ones at every call, as the authors' code does at every step.
 
     :param observation_space: Observation space.
@@ -41,6 +45,7 @@ class CEMAHPolicy(CEMPolicy):
     :param discriminator_arch: Hidden layer sizes of the discriminator.
     :param discriminator_dropout: Dropout probability in the discriminator.
     :param ensemble_size: Number of generated policies that act together (the paper's K).
+    :param ensemble_method: How the members' Box actions are combined, one of :data:`ENSEMBLE_METHODS`.
     :param optimizer_class: Optimiser of the hypernetwork and of the discriminator.
     :param optimizer_kwargs: Extra keyword arguments of the optimisers.
     """
@@ -61,6 +66,7 @@ class CEMAHPolicy(CEMPolicy):
         discriminator_arch: list[int] | None = None,
         discriminator_dropout: float = 0.2,
         ensemble_size: int = 10,
+        ensemble_method: str = "mean",
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
     ):
@@ -72,7 +78,10 @@ class CEMAHPolicy(CEMPolicy):
         self.head_arch = [200] if head_arch is None else list(head_arch)
         self.discriminator_arch = [200, 100] if discriminator_arch is None else list(discriminator_arch)
         self.discriminator_dropout = discriminator_dropout
+        if ensemble_method not in ENSEMBLE_METHODS:
+            raise ValueError(f"ensemble_method must be one of {', '.join(ENSEMBLE_METHODS)}, got {ensemble_method!r}")
         self.ensemble_size = ensemble_size
+        self.ensemble_method = ensemble_method
         self.optimizer_class = optimizer_class
         self.optimizer_kwargs = {"betas": (0.5, 0.999)} if optimizer_kwargs is None else optimizer_kwargs
 
@@ -98,6 +107,7 @@ class CEMAHPolicy(CEMPolicy):
             discriminator_arch=self.discriminator_arch,
             discriminator_dropout=self.discriminator_dropout,
             ensemble_size=self.ensemble_size,
+            ensemble_method=self.ensemble_method,
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,
         )
@@ -132,11 +142,14 @@ class CEMAHPolicy(CEMPolicy):
 
         :param features: Shape ``(batch, input_dim)``.
         :param deterministic: Use the fixed noise vectors instead of fresh ones.
-        :return: Mean action probabilities (discrete) or mean tanh outputs (Box), shape ``(batch, output_dim)``.
+        :return: Mean action probabilities (discrete) or the ``ensemble_method`` combination of the members'
+            [-1, 1] actions (Box), shape ``(batch, output_dim)``.
         """
         weights = self.fixed_ensemble_weights() if deterministic else self.generate_weights(self.ensemble_size)
         outputs = self.network.forward(weights, features.unsqueeze(0).expand(self.ensemble_size, -1, -1))
-        return self.outputs_to_targets(outputs).mean(dim=0)
+        if self.is_discrete:
+            return self.outputs_to_targets(outputs).mean(dim=0)
+        return combine_box_actions(outputs, self.ensemble_method, features, self.discriminator)
 
     def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:  # type: ignore[override]
         combined = self.ensemble_outputs(self.features(observation), deterministic)
@@ -145,6 +158,40 @@ class CEMAHPolicy(CEMPolicy):
         if deterministic:
             return combined.argmax(dim=-1)
         return th.distributions.Categorical(probs=combined).sample()
+
+
+def combine_box_actions(actions: th.Tensor, method: str, features: th.Tensor, discriminator: Discriminator) -> th.Tensor:
+    """
+    One action per state from the ensemble members' Box actions.
+
+    - ``mean``: the paper's average. Averaging two different gaits is neither gait: it can act worse than
+      every member.
+    - ``median``: per action dimension.
+    - ``medoid``: per state, the action of the member closest (L2, summed over the others) to all other
+      members: an action some member really takes, from the largest group of members that agree.
+    - ``discriminator``: average weighted by ``softmax`` of the discriminator's logit of each ``<s, a_k>``
+      (the paper's suggested weighted average; the discriminator must have been trained).
+
+    :param actions: Members' actions in [-1, 1], shape ``(n_members, batch, action_dim)``.
+    :param method: One of :data:`ENSEMBLE_METHODS`.
+    :param features: The states, shape ``(batch, input_dim)``.
+    :param discriminator: Scores ``<s, a>`` for the ``discriminator`` method.
+    :return: Shape ``(batch, action_dim)``.
+    """
+    if method == "mean":
+        return actions.mean(dim=0)
+    if method == "median":
+        return actions.median(dim=0).values
+    if method == "medoid":
+        by_state = actions.transpose(0, 1)  # (batch, n_members, action_dim)
+        closest = th.cdist(by_state, by_state).sum(dim=-1).argmin(dim=-1)
+        return by_state[th.arange(by_state.shape[0], device=actions.device), closest]
+    n_members, batch, _ = actions.shape
+    was_training = discriminator.training
+    discriminator.eval()
+    logits = discriminator(features.repeat(n_members, 1), actions.reshape(n_members * batch, -1)).reshape(n_members, batch)
+    discriminator.train(was_training)
+    return (th.softmax(logits, dim=0).unsqueeze(-1) * actions).sum(dim=0)
 
 
 MlpPolicy = CEMAHPolicy

@@ -1,0 +1,236 @@
+"""Does CEM-AH act as well as the guide it imitates? Test returns of the guide and the generated policies.
+
+Trains CEM-AH on one env for a budget of env steps, then evaluates on the same seeded episodes (episode
+``e`` of every policy starts from ``reset(seed=eval_seed + e)``):
+
+- ``guide``: the guiding CEM's mean policy (what :class:`sb3_cemah.CEM` returns);
+- ``best_elite``: the best candidate of the last iteration;
+- ``ensemble``: ``model.predict`` (the K generated policies acting together, as users and rl-zoo3 see it);
+- ``member_k``: each of the K generated policies of the fixed ensemble alone.
+
+One JSON file per (config, env, seed) is written to ``--out``; existing files are skipped (resumable), and
+the table of every file in ``--out`` is printed and written to ``--out``/README.md. Example::
+
+    python -m benchmarks.imitation --env Walker2DBulletEnv-v0 --steps 225000 --seeds 0 1 \
+        --config no_adversarial --params use_discriminator=False
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3.common.env_util import make_vec_env
+
+import sb3_cemah  # noqa: F401  (registers the maze)
+from benchmarks.common import (
+    CEM_ENV_SETTINGS,
+    command_line,
+    machine_description,
+    markdown_table,
+    quiet_native_stdout,
+    readme_header,
+    set_torch_threads,
+    write_json,
+)
+from sb3_cemah import CEMAH
+from sb3_cemah.cemah.policies import ENSEMBLE_METHODS
+from sb3_cemah.common.population import PopulationResult
+
+ActFn = Callable[[np.ndarray], np.ndarray]
+
+
+def seeded_returns(env_id: str, act: ActFn, n_policies: int, n_episodes: int, eval_seed: int) -> np.ndarray:
+    """
+    Run ``n_episodes`` seeded episodes of each of ``n_policies`` policies, all envs stepping together.
+
+    :param act: Maps observations ``(n_policies * n_episodes, *obs_shape)`` (slot ``p * n_episodes + e`` is
+        policy ``p``'s episode ``e``) to env actions for every slot.
+    :return: Undiscounted returns, shape ``(n_policies, n_episodes)``.
+    """
+    with quiet_native_stdout():
+        envs = [gym.make(env_id) for _ in range(n_policies * n_episodes)]
+    obs = np.stack([env.reset(seed=eval_seed + slot % n_episodes)[0] for slot, env in enumerate(envs)])
+    returns = np.zeros(len(envs))
+    running = np.ones(len(envs), dtype=bool)
+    while running.any():
+        actions = act(obs)
+        for slot in np.flatnonzero(running):
+            obs[slot], reward, terminated, truncated, _ = envs[slot].step(actions[slot])
+            returns[slot] += float(reward)
+            running[slot] = not (terminated or truncated)
+    for env in envs:
+        env.close()
+    return returns.reshape(n_policies, n_episodes)
+
+
+def flat_policies_actor(model: CEMAH, weights: th.Tensor, n_episodes: int, deterministic: bool) -> ActFn:
+    """Actions of flat-weight policies ``(n_policies, n_params)``, each on its ``n_episodes`` slots."""
+    policy = model.policy
+    layers = policy.network.unflatten(weights.repeat_interleave(n_episodes, dim=0))
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        with th.no_grad():
+            outputs = policy.network.forward_layers(layers, policy.obs_to_features(obs).unsqueeze(1)).squeeze(1)
+            return policy.actions_to_env(policy.outputs_to_actions(outputs, deterministic))
+
+    return act
+
+
+def evaluate(model: CEMAH, env_id: str, last_population: tuple[th.Tensor, PopulationResult], args: argparse.Namespace) -> dict:
+    """Returns of the guide, the best elite, the ensemble and each member on the same seeded episodes."""
+    weights, result = last_population
+    members = model.policy.fixed_ensemble_weights()
+    flat = th.cat([model.policy.mean[None], weights[int(np.argmax(result.returns))][None], members])
+    flat_returns = seeded_returns(
+        env_id, flat_policies_actor(model, flat, args.episodes, args.deterministic), len(flat), args.episodes, args.eval_seed
+    )
+    names = ["guide", "best_elite", *(f"member_{k}" for k in range(len(members)))]
+    returns = {name: row.tolist() for name, row in zip(names, flat_returns, strict=True)}
+    returns["ensemble"] = ensemble_returns(model, env_id, args)
+    if not model.policy.is_discrete:
+        configured = model.policy.ensemble_method
+        for method in ENSEMBLE_METHODS:
+            model.policy.ensemble_method = method
+            returns[f"ensemble_{method}"] = ensemble_returns(model, env_id, args)
+        model.policy.ensemble_method = configured
+    return returns
+
+
+def ensemble_returns(model: CEMAH, env_id: str, args: argparse.Namespace) -> list[float]:
+    """Returns of ``model.predict`` (the ensemble, as users and rl-zoo3 see it) on the seeded episodes."""
+    act: ActFn = lambda obs: model.predict(obs, deterministic=args.deterministic)[0]  # noqa: E731
+    return seeded_returns(env_id, act, 1, args.episodes, args.eval_seed)[0].tolist()
+
+
+def run(env_id: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Train one CEM-AH model and evaluate it; also times the rollouts and the training steps."""
+    settings: dict[str, Any] = {"population_size": 100, "elite_frac": 0.1, "policy_kwargs": {"net_arch": []}}
+    settings.update(CEM_ENV_SETTINGS.get(env_id, {}))
+    settings.update(args.params)
+    with quiet_native_stdout():
+        env = make_vec_env(env_id, n_envs=args.n_envs, seed=seed)
+    model = CEMAH("MlpPolicy", env, seed=seed, **settings)
+    last_population: list[tuple[th.Tensor, PopulationResult]] = []
+    train_seconds: list[float] = []
+    train = model.train
+
+    def timed_train(weights: th.Tensor, result: PopulationResult) -> None:
+        start = time.perf_counter()
+        train(weights, result)
+        train_seconds.append(time.perf_counter() - start)
+        last_population[:] = [(weights, result)]
+
+    model.train = timed_train  # type: ignore[method-assign]
+    start = time.perf_counter()
+    model.learn(args.steps)
+    learn_seconds = time.perf_counter() - start
+    returns = evaluate(model, env_id, last_population[0], args)
+    return {
+        "config": args.config,
+        "env": env_id,
+        "seed": seed,
+        "steps": model.num_timesteps,
+        "iterations": model._n_iterations,
+        "params": {key: repr(value) for key, value in args.params.items()},
+        "learn_seconds": learn_seconds,
+        "train_seconds": float(np.sum(train_seconds)),
+        "last_elite_return_mean": float(np.sort(last_population[0][1].returns)[-model.n_elite :].mean()),
+        "returns": returns,
+    }
+
+
+def summary_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
+    """One row per result: the mean return of each policy kind over the seeded episodes."""
+    rows = []
+    for result in sorted(results, key=lambda r: (r["env"], r["config"], r["seed"])):
+        means = {name: float(np.mean(values)) for name, values in result["returns"].items()}
+        members = [value for name, value in means.items() if name.startswith("member_")]
+        rows.append(
+            [
+                result["env"],
+                result["config"],
+                result["seed"],
+                result["iterations"],
+                f"{means['guide']:.1f}",
+                f"{means['best_elite']:.1f}",
+                f"{means['ensemble']:.1f}",
+                f"{np.median(members):.1f} [{min(members):.1f}, {max(members):.1f}]",
+                " / ".join(
+                    f"{means[f'ensemble_{method}']:.1f}" for method in ENSEMBLE_METHODS if f"ensemble_{method}" in means
+                ),
+                f"{result['train_seconds'] / max(result['learn_seconds'] - result['train_seconds'], 1e-9):.2f}",
+            ]
+        )
+    return rows
+
+
+HEADERS = [
+    "env",
+    "config",
+    "seed",
+    "iterations",
+    "guide",
+    "best elite",
+    "ensemble",
+    "members median [min, max]",
+    "Box ensemble " + " / ".join(ENSEMBLE_METHODS),
+    "train / rollout time",
+]
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs, values as Python literals (``use_discriminator=False``, ``policy_kwargs={...}``)."""
+    params = {}
+    for pair in pairs:
+        key, value = pair.split("=", 1)
+        params[key] = ast.literal_eval(value)
+    return params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", nargs="+", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, required=True, help="Training budget in env steps.")
+    parser.add_argument("--config", default="defaults", help="Name of this setting in the results.")
+    parser.add_argument("--params", nargs="*", default=[], help="CEMAH keyword arguments as key=value.")
+    parser.add_argument("--n-envs", type=int, default=8, help="VecEnv slots for training.")
+    parser.add_argument("--episodes", type=int, default=10, help="Seeded test episodes per policy.")
+    parser.add_argument("--eval-seed", type=int, default=1000)
+    parser.add_argument("--stochastic", dest="deterministic", action="store_false", help="Sample discrete actions.")
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("docs/benchmarks/imitation"))
+    args = parser.parse_args()
+    args.params = parse_params(args.params)
+    set_torch_threads(1)
+    with quiet_native_stdout():
+        import pybullet_envs_gymnasium  # noqa: F401  (registers the PyBullet ids)
+    for env_id in args.env:
+        for seed in args.seeds:
+            path = args.out / "results" / f"{args.config}_{env_id.replace('/', '-')}_{seed}.json"
+            if path.exists():
+                continue
+            result = run(env_id, seed, args)
+            result["command"] = command_line("benchmarks.imitation")
+            result["machine"] = machine_description()
+            write_json(path, result)
+            print(markdown_table(HEADERS, summary_rows([result])), flush=True)
+    results = [json.loads(path.read_text()) for path in sorted((args.out / "results").glob("*.json"))]
+    table = markdown_table(HEADERS, summary_rows(results))
+    print(table)
+    header = readme_header(
+        "CEM-AH imitation diagnostic", "python -m benchmarks.imitation ... (per file: results/*.json)", machine_description()
+    )
+    (args.out / "README.md").write_text(f"{header}\n## Mean test return over the same seeded episodes\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()
