@@ -68,6 +68,7 @@ def make_train_input(model: CEM, returns: list[float]) -> tuple[th.Tensor, Popul
 @pytest.fixture
 def cem_for_train(cartpole_vec: Callable, tmp_path: Path) -> Callable[..., CEM]:
     def factory(**kwargs: object) -> CEM:
+        kwargs = {"elite_frac": 0.2, **kwargs}
         model = CEM("MlpPolicy", cartpole_vec(n_envs=2), seed=0, population_size=10, **kwargs)  # type: ignore[arg-type]
         model.set_logger(configure(str(tmp_path), ["csv"]))
         model._n_iterations = 1
@@ -92,9 +93,16 @@ def test_elite_ties_keep_lower_indices(cem_for_train: Callable) -> None:
     np.testing.assert_array_equal(model._elite_indices(result.returns), [1, 2])
 
 
-@pytest.mark.parametrize(("elite_frac", "expected"), [(0.01, 1), (0.25, 2), (0.26, 3), (1.0, 10)])
+@pytest.mark.parametrize(("elite_frac", "expected"), [(0.15, 2), (0.25, 2), (0.26, 3), (1.0, 10)])
 def test_n_elite(cem_for_train: Callable, elite_frac: float, expected: int) -> None:
     assert cem_for_train(elite_frac=elite_frac).n_elite == expected
+
+
+@pytest.mark.parametrize(("population_size", "elite_frac"), [(8, 0.1), (10, 0.14), (100, 0.01), (2, 0.5)])
+def test_single_elite_is_refused(algo_name: str, population_size: int, elite_frac: float) -> None:
+    """One elite has no spread: the refitted std would be 0 and every later iteration would run the same policy."""
+    with pytest.raises(ValueError, match=r"elite_frac \* population_size must be >= 1\.5.*two elites"):
+        ALGOS[algo_name]("MlpPolicy", "CartPole-v1", population_size=population_size, elite_frac=elite_frac)
 
 
 def test_extra_noise_decays_linearly(cem_for_train: Callable) -> None:
@@ -468,14 +476,16 @@ def test_explicit_cpu_device(algo_name: str, make_model: Callable, cartpole_vec:
     model = make_model(algo_name, cartpole_vec(), device="cpu")
     assert model.device == th.device("cpu")
     assert all(tensor.device == th.device("cpu") for tensor in model.policy.state_dict().values())
+    initial_std = model.policy.std.clone()
     model.learn(300)
-    assert model.num_timesteps >= 300
+    assert not th.equal(model.policy.std, initial_std)  # trained
+    assert all(tensor.device == th.device("cpu") for tensor in model.policy.state_dict().values())
 
 
 @pytest.mark.parametrize("env_kind", ["id", "gym"])
 def test_env_id_string_and_plain_gym_env(algo_name: str, make_model: Callable, env_kind: str) -> None:
     env = "Pendulum-v1" if env_kind == "id" else gym.make("Pendulum-v1")
-    model = make_model(algo_name, env, population_size=4)
+    model = make_model(algo_name, env, population_size=4, elite_frac=0.5)
     assert isinstance(model.get_env(), VecEnv) and model.n_envs == 1
     model.learn(800)
     assert model.num_timesteps == 800  # 4 candidates x 200 steps, one slot

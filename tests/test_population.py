@@ -217,7 +217,7 @@ def test_slots_run_candidates_in_parallel(fixed_reset_vec: Callable) -> None:
     weights = 0.5 * th.randn(12, policy.network.n_params)
     n_steps = 0
 
-    def hook(new_obs: np.ndarray, rewards: np.ndarray, dones: np.ndarray, infos: list) -> bool:
+    def hook(new_obs: np.ndarray, rewards: np.ndarray, dones: np.ndarray, infos: list, counted: np.ndarray) -> bool:
         nonlocal n_steps
         n_steps += 1
         assert new_obs.shape == (n_slots, 4) and rewards.shape == dones.shape == (n_slots,) and len(infos) == n_slots
