@@ -251,6 +251,44 @@ def test_load_then_learn_continues_timesteps(
     assert logged["train/iterations"][0] == saved_iterations + 1
 
 
+class ReturnsRecordingCEM(CEM):
+    """CEM that keeps every population's returns (what ranks the candidates)."""
+
+    def train(self, weights: th.Tensor, result: PopulationResult) -> None:
+        self.population_returns: list[np.ndarray] = [*getattr(self, "population_returns", []), result.returns]
+        super().train(weights, result)
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+def test_resumed_run_equals_uninterrupted_run(env_id: str, tmp_path: Path) -> None:
+    """learn, save, load, learn(reset_num_timesteps=False) gives the returns and weights of one uninterrupted run."""
+    kwargs = {"population_size": 8, "elite_frac": 0.25, "seed": 5}
+    # A budget of 1 step per call runs exactly one population (iteration) per learn() call.
+    uninterrupted = ReturnsRecordingCEM("MlpPolicy", make_vec_env(env_id, n_envs=4, seed=0), **kwargs)
+    for _ in range(4):
+        uninterrupted.learn(1, reset_num_timesteps=False)
+
+    first = ReturnsRecordingCEM("MlpPolicy", make_vec_env(env_id, n_envs=4, seed=0), **kwargs)
+    for _ in range(2):
+        first.learn(1, reset_num_timesteps=False)
+    first.save(tmp_path / "model")
+    th.manual_seed(123)  # whatever happens in between (other models, other seeds) must not matter
+    np.random.seed(123)
+    # Another env seed: the populations' env seeds derive from the run's seed and the iteration.
+    resumed = ReturnsRecordingCEM.load(tmp_path / "model", env=make_vec_env(env_id, n_envs=4, seed=99))
+    resumed.population_returns = []  # saved with the model: only the resumed populations
+    for _ in range(2):
+        resumed.learn(1, reset_num_timesteps=False)
+
+    assert resumed._n_iterations == uninterrupted._n_iterations == 4
+    assert resumed.num_timesteps == uninterrupted.num_timesteps
+    returns = [*first.population_returns, *resumed.population_returns]
+    np.testing.assert_array_equal(np.stack(returns), np.stack(uninterrupted.population_returns))
+    assert th.equal(resumed.policy.mean, uninterrupted.policy.mean)
+    assert th.equal(resumed.policy.std, uninterrupted.policy.std)
+    assert len({tuple(population.round(3)) for population in returns}) == 4  # the populations differ
+
+
 def test_get_and_set_parameters(algo_name: str, make_model: Callable, cartpole_vec: Callable) -> None:
     trained = make_model(algo_name, cartpole_vec())
     trained.learn(1_000)
