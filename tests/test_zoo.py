@@ -17,6 +17,7 @@ import importlib.util
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -251,7 +252,7 @@ def test_cemah_train_enjoy_plot(tmp_path: Path) -> None:
     # One user workflow in one test: under `pytest -n 2` a shared fixture would train once per worker.
     process = run_python(
         "-m", "rl_zoo3.train", "--algo", "cemah", "--env", "CartPole-v1", "-n", "2000", "-f", str(tmp_path),
-        "--eval-freq", "1000", *COMMON, "-params", "population_size:10", "pretrain_steps:5", "n_envs:4",
+        "--eval-freq", "1000", *COMMON, "-params", "population_size:10", "elite_frac:0.2", "pretrain_steps:5", "n_envs:4",
         cwd=tmp_path,
     )  # fmt: skip
     # No -conf: the package's cemah.yml, with -params applied on top.
@@ -286,7 +287,7 @@ def test_cemah_train_enjoy_plot(tmp_path: Path) -> None:
 def test_train_cem_maze(tmp_path: Path) -> None:
     process = run_python(
         "-m", "rl_zoo3.train", "--algo", "cem", "--env", MAZE, "-n", "2000", "-f", str(tmp_path), "--eval-freq", "1000",
-        *COMMON, "-params", "population_size:10", "--env-kwargs", "max_steps:200",
+        *COMMON, "-params", "population_size:10", "elite_frac:0.2", "--env-kwargs", "max_steps:200",
         cwd=tmp_path,
     )  # fmt: skip
     assert_config_read(process.stdout, "cem")
@@ -323,10 +324,36 @@ def test_optimize_cemah(tmp_path: Path) -> None:
         assert model.policy.standardize_obs
 
 
+def logged(stdout: str, key: str) -> list[str]:
+    """The values of ``key`` in the tables that SB3's logger prints (verbose=1), as printed."""
+    return re.findall(rf"^\|\s+{re.escape(key)}\s+\|\s+(\S+)\s+\|$", stdout, flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize("algo", ["cem", "cemah"])
+def test_train_with_vec_normalize(algo: str, tmp_path: Path) -> None:
+    # rl-zoo3's `normalize: true` (its ARS configs use it) wraps the env in VecNormalize: candidates must be ranked
+    # on the env's returns, which in CartPole are the episode lengths; normalised ones are small fractions.
+    process = run_python(
+        "-m", "rl_zoo3.train", "--algo", algo, "--env", "CartPole-v1", "-n", "2000", "-f", str(tmp_path),
+        "--eval-freq", "1000", *COMMON, "-params", "population_size:10", "elite_frac:0.2", "n_envs:4", "normalize:True",
+        *(["pretrain_steps:5"] if algo == "cemah" else []),
+        cwd=tmp_path,
+    )  # fmt: skip
+    path = run_dir(tmp_path, algo, "CartPole-v1")
+    assert_training_files(path, "CartPole-v1")
+    assert (path / "CartPole-v1" / "vecnormalize.pkl").is_file()
+    return_max = [float(value) for value in logged(process.stdout, "return_max")]
+    assert len(return_max) >= 2 and all(value.is_integer() and 8 <= value <= 500 for value in return_max)
+    # After the first population, the Monitor episodes (ep_info_buffer) are exactly the candidates' episodes.
+    assert logged(process.stdout, "return_mean")[0] == logged(process.stdout, "ep_rew_mean")[0]
+    if algo == "cemah":
+        assert float(logged(process.stdout, "buffer_return_mean")[0]) >= 8
+
+
 def test_train_subproc(tmp_path: Path) -> None:
     run_python(
         "-m", "rl_zoo3.train", "--algo", "cemah", "--env", "CartPole-v1", "--vec-env", "subproc", "-n", "1000",
-        "-f", str(tmp_path), "--eval-freq", "500", *COMMON, "-params", "population_size:10", "n_envs:2", "pretrain_steps:5",
+        "-f", str(tmp_path), "--eval-freq", "500", *COMMON, "-params", "population_size:10", "elite_frac:0.2", "n_envs:2", "pretrain_steps:5",
         cwd=tmp_path,
     )  # fmt: skip
     assert_training_files(run_dir(tmp_path, "cemah", "CartPole-v1"), "CartPole-v1")
@@ -338,7 +365,7 @@ def test_train_cemah_pybullet(tmp_path: Path) -> None:
     # 150 steps per episode: one population of 10 is 1500 steps.
     run_python(
         "-m", "rl_zoo3.train", "--algo", "cemah", "--env", env, "-n", "1500", "-f", str(tmp_path), "--eval-freq", "1000",
-        *COMMON, "-params", "population_size:10", "pretrain_steps:5",
+        *COMMON, "-params", "population_size:10", "elite_frac:0.2", "pretrain_steps:5",
         cwd=tmp_path,
     )  # fmt: skip
     assert_training_files(run_dir(tmp_path, "cemah", env), env)
