@@ -20,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -100,12 +101,6 @@ def test_interpreter_start_is_lazy_and_silent(tmp_path: Path) -> None:
     assert process.stderr == ""
 
 
-def test_installed_files() -> None:
-    # Regular and editable installs both carry the .pth file and the hook module (hatch force-include).
-    installed = {str(path) for path in importlib.metadata.files("sb3-cemah") or []}
-    assert {"sb3_cemah_zoo.pth", "sb3_cemah_zoo_hook.py"} <= installed
-
-
 def test_without_rl_zoo3(tmp_path: Path) -> None:
     # rl-zoo3 absent (None in sys.modules makes its import fail): sb3_cemah and sb3_cemah.zoo import
     # quietly, and sb3_cemah.zoo imports neither rl-zoo3 nor Optuna.
@@ -126,11 +121,54 @@ def test_without_sb3_cemah(tmp_path: Path) -> None:
     assert process.stderr == ""
 
 
-def test_failed_patch_warns_and_keeps_rl_zoo3_usable(tmp_path: Path) -> None:
-    code = "import sys; sys.modules['sb3_cemah.zoo'] = None; import rl_zoo3; print('ppo' in rl_zoo3.ALGOS)"
-    process = run_python("-c", code, cwd=tmp_path)
-    assert process.stdout.strip() == "True"
-    assert "sb3-cemah could not patch rl_zoo3.utils" in process.stderr
+def test_failed_patch_fails_loudly(tmp_path: Path) -> None:
+    # The checkout's hook (the installed copy may predate it), installed in place of the site-packages one.
+    code = (
+        "import sys; sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, 'is_sb3_cemah_zoo_hook', False)]; "
+        "from sb3_cemah.zoo import _pth_hook; _pth_hook.install(); sys.modules['sb3_cemah.zoo'] = None; import rl_zoo3"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert process.returncode != 0
+    assert "RuntimeError: sb3-cemah could not patch rl_zoo3.utils (ModuleNotFoundError: import of sb3_cemah.zoo" in process.stderr
+
+
+def test_patches_check_what_they_rely_on() -> None:
+    from sb3_cemah.zoo import RlZoo3PatchError, patch_experiment_manager, register_algos, register_samplers
+
+    with pytest.raises(RlZoo3PatchError, match=r"rl_zoo3\.utils has no dict ALGOS.*tested with rl-zoo3>="):
+        register_algos(types.ModuleType("rl_zoo3.utils"))
+    hyperparams_opt = types.ModuleType("rl_zoo3.hyperparams_opt")
+    hyperparams_opt.HYPERPARAMS_SAMPLER = {}  # type: ignore[attr-defined]
+    with pytest.raises(RlZoo3PatchError, match="HYPERPARAMS_CONVERTER"):
+        register_samplers(hyperparams_opt)
+
+    class ExperimentManager:  # an rl-zoo3 whose manager takes the hyper-parameter file under another name
+        def __init__(self, args: Any, algo: str, env_id: str, hyperparams_file: str = "") -> None: ...
+
+    exp_manager = types.ModuleType("rl_zoo3.exp_manager")
+    exp_manager.ExperimentManager = ExperimentManager  # type: ignore[attr-defined]
+    with pytest.raises(RlZoo3PatchError, match=r"ExperimentManager\.__init__ with a parameter config"):
+        patch_experiment_manager(exp_manager)
+    assert "_sb3_cemah_patched" not in vars(ExperimentManager)
+
+
+def test_installed_rl_zoo3_has_what_the_patches_rely_on() -> None:
+    """Fails when rl-zoo3 changes what the patches use, or its version leaves the tested range."""
+    import rl_zoo3.exp_manager
+    import rl_zoo3.hyperparams_opt
+    import rl_zoo3.utils
+    from packaging.specifiers import SpecifierSet
+
+    from sb3_cemah.zoo import RL_ZOO3_VERSIONS, patch_experiment_manager, register_algos, register_samplers
+
+    # Idempotent, and they check before patching: this re-runs the checks on the real modules.
+    register_algos(rl_zoo3.utils)
+    register_samplers(rl_zoo3.hyperparams_opt)
+    patch_experiment_manager(rl_zoo3.exp_manager)
+    assert importlib.metadata.version("rl_zoo3") in SpecifierSet(RL_ZOO3_VERSIONS)
+    # The zoo extra declares the same range.
+    assert f'"rl-zoo3{RL_ZOO3_VERSIONS}"' in (REPO / "pyproject.toml").read_text()
 
 
 def test_registration_in_process() -> None:
