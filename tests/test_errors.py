@@ -49,7 +49,11 @@ BOX_OBS = spaces.Box(-1.0, 1.0, (3,), np.float32)
         (spaces.Dict({"a": BOX_OBS}), spaces.Discrete(2), "observation space Dict"),
         (spaces.Tuple([BOX_OBS]), spaces.Discrete(2), "observation space Tuple"),
         (BOX_OBS, spaces.Box(-np.inf, np.inf, (2,), np.float32), "must be finite"),
-        (BOX_OBS, spaces.Box(np.array([-1.0, -np.inf], np.float32), np.array([1.0, 1.0], np.float32), dtype=np.float32), "must be finite"),
+        (
+            BOX_OBS,
+            spaces.Box(np.array([-1.0, -np.inf], np.float32), np.ones(2, np.float32), dtype=np.float32),
+            "must be finite",
+        ),
     ],
 )
 def test_unsupported_spaces(algo_name: str, observation_space: spaces.Space, action_space: spaces.Space, message: str) -> None:

@@ -354,4 +354,5 @@ def test_vec_normalize_original_observations_are_recorded(fixed_reset_vec: Calla
     np.testing.assert_allclose(result.observations, venv.normalize_obs(result.original_observations), rtol=1e-6)
     assert not np.allclose(result.observations, result.original_observations)
     # Without VecNormalize there is nothing else to record.
-    assert evaluate_population(fixed_reset_vec("CartPole-v1", 2), policy, th.zeros(2, 10), record=True).original_observations is None
+    plain = evaluate_population(fixed_reset_vec("CartPole-v1", 2), policy, th.zeros(2, 10), record=True)
+    assert plain.original_observations is None

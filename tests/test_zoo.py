@@ -130,7 +130,7 @@ def test_failed_patch_fails_loudly(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
     assert process.returncode != 0
-    assert "RuntimeError: sb3-cemah could not patch rl_zoo3.utils (ModuleNotFoundError: import of sb3_cemah.zoo" in process.stderr
+    assert "RuntimeError: sb3-cemah could not patch rl_zoo3.utils (ModuleNotFoundError" in process.stderr
 
 
 def test_patches_check_what_they_rely_on() -> None:
@@ -387,7 +387,8 @@ def test_train_with_vec_normalize(algo: str, tmp_path: Path) -> None:
 def test_train_subproc(tmp_path: Path) -> None:
     run_python(
         "-m", "rl_zoo3.train", "--algo", "cemah", "--env", "CartPole-v1", "--vec-env", "subproc", "-n", "1000",
-        "-f", str(tmp_path), "--eval-freq", "500", *COMMON, "-params", "population_size:10", "elite_frac:0.2", "n_envs:2", "pretrain_steps:5",
+        "-f", str(tmp_path), "--eval-freq", "500", *COMMON, "-params", "population_size:10", "elite_frac:0.2", "n_envs:2",
+        "pretrain_steps:5",
         cwd=tmp_path,
     )  # fmt: skip
     assert_training_files(run_dir(tmp_path, "cemah", "CartPole-v1"), "CartPole-v1")

@@ -144,7 +144,9 @@ def evaluate_population(
                 recorded_actions.append(actions[th.as_tensor(active, device=actions.device)])
                 recorded_candidates.append(slot_job[active] // n_episodes)
                 if vec_normalize is not None:
-                    recorded_original_obs.append(vec_normalize.get_original_obs()[active])
+                    original_obs = vec_normalize.get_original_obs()
+                    assert isinstance(original_obs, np.ndarray), "Dict observations are not supported"
+                    recorded_original_obs.append(original_obs[active])
 
             new_obs, rewards, dones, infos = env.step(policy.actions_to_env(actions))
             assert isinstance(new_obs, np.ndarray)
