@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 pytest.importorskip("rl_zoo3")
 pytest.importorskip("matplotlib")
@@ -97,8 +98,8 @@ def test_runner_skips_finished_and_restarts_interrupted(tmp_path: Path, fake_pyt
     runs = _runs()
     # An interrupted run: started (run.json, partial files) but no result.json.
     leftover = runs[1].run_dir(root)
-    leftover.mkdir(parents=True)
-    (leftover / "run.json").write_text("{}")
+    results.raw_dir(leftover).mkdir(parents=True)
+    (results.raw_dir(leftover) / "run.json").write_text("{}")
     (leftover / "stale.txt").write_text("from the interrupted attempt")
 
     assert Runner(root, jobs=2, python=str(fake_python), rates={}, poll_s=0.1).run_all(runs, None) == 0
@@ -113,6 +114,8 @@ def test_runner_skips_finished_and_restarts_interrupted(tmp_path: Path, fake_pyt
         rows = results.read_csv(run.run_dir(root) / results.EVAL_CSV)
         assert [row["env_steps"] for row in rows] == [1000, 2000, 3000]
         assert len(results.read_csv(run.run_dir(root) / results.TRAIN_CSV)) == 300
+        # What the report reads (committed) beside the git-ignored raw files.
+        assert sorted(path.name for path in run.run_dir(root).iterdir()) == ["eval.csv", "raw", "result.json", "train.csv"]
 
     # Second pass: everything is finished, nothing is launched again.
     (tmp_path / "launches.log").unlink()
@@ -157,7 +160,7 @@ def test_ctrl_c_keeps_finished_runs(tmp_path: Path, fake_python: Path) -> None:
     process = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "FAKE_SLEEP": "20"})
     runs = _runs(seeds=(0,))
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (runs[0].run_dir(root) / "run.json").exists():
+    while time.monotonic() < deadline and not (results.raw_dir(runs[0].run_dir(root)) / "run.json").exists():
         time.sleep(0.1)
     time.sleep(1.0)
     process.send_signal(signal.SIGINT)
@@ -165,7 +168,7 @@ def test_ctrl_c_keeps_finished_runs(tmp_path: Path, fake_python: Path) -> None:
     # The interrupted run left no result: it is not finished and will be restarted.
     assert not is_finished(runs[0], root)
     assert not is_finished(runs[1], root)
-    assert (runs[0].run_dir(root) / "run.json").exists()
+    assert (results.raw_dir(runs[0].run_dir(root)) / "run.json").exists()
     Runner(root, jobs=2, python=str(fake_python), rates={}, poll_s=0.1).run_all(runs, None)
     assert all(is_finished(run, root) for run in runs)
 
@@ -176,8 +179,8 @@ def test_report_from_fake_runs(tmp_path: Path, fake_python: Path, monkeypatch: p
     Runner(root, jobs=2, python=str(fake_python), rates={}, poll_s=0.1).run_all(runs, None)
     # An unfinished run must be listed too.
     unfinished = protocol.RunSpec("quick", "reacher", "a2c", 0, 3000, 1000, 60.0, None).run_dir(root)
-    unfinished.mkdir(parents=True)
-    (unfinished / "run.json").write_text("{}")
+    results.raw_dir(unfinished).mkdir(parents=True)
+    (results.raw_dir(unfinished) / "run.json").write_text("{}")
     monkeypatch.setattr(report, "PLOTS_DIR", tmp_path / "plots")
     text = report.build(root, "quick")
     assert "## Where CEM-AH wins and loses" in text
@@ -207,18 +210,21 @@ def test_protocol_quick_suite() -> None:
 def test_zoo_train_real_tiny_run(tmp_path: Path) -> None:
     """A real rl-zoo3 run through the wrapper: the step budget stops it and the timings are written."""
     out = tmp_path / "run"
+    raw = results.raw_dir(out)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "benchmarks.suite.zoo_train", "--out", str(out), "--cap-s", "120", "--max-steps", "1000"]
-    command += ["--", "--algo", "a2c", "--env", "CartPole-v1", "-n", "1000", "-f", str(out / "zoo"), "--seed", "0"]
+    command = [sys.executable, "-m", "benchmarks.suite.zoo_train", "--out", str(raw), "--cap-s", "120", "--max-steps", "1000"]
+    command += ["--", "--algo", "a2c", "--env", "CartPole-v1", "-n", "1000", "-f", str(raw / "zoo"), "--seed", "0"]
     command += ["--eval-freq", "500", "--eval-episodes", "2", "--num-threads", "1"]
     subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=120)
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((raw / "summary.json").read_text())
     assert summary["stop_reason"] == "budget"
     assert summary["num_timesteps"] == 1000
     assert summary["n_evals"] == 2
     collected = results.collect(out)
-    assert [row["env_steps"] for row in results.read_csv(out / results.EVAL_CSV)] == [
-        496,
-        992,
-    ]  # rl-zoo3: eval_freq // n_envs (8) calls
+    # rl-zoo3's EvalCallback runs every eval_freq // n_envs VecEnv steps, each n_envs env steps.
+    (config,) = (raw / "zoo").glob("a2c/CartPole-v1_*/CartPole-v1/config.yml")
+    n_envs = dict(yaml.load(config.read_text(), Loader=yaml.UnsafeLoader))["n_envs"]
+    assert n_envs > 1  # so that the evaluation steps differ from multiples of 500
+    expected = [k * (500 // n_envs) * n_envs for k in (1, 2)]
+    assert [row["env_steps"] for row in results.read_csv(out / results.EVAL_CSV)] == expected
     assert collected["metrics"]["train_episodes"] > 0

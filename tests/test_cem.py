@@ -68,6 +68,7 @@ def make_train_input(model: CEM, returns: list[float]) -> tuple[th.Tensor, Popul
 @pytest.fixture
 def cem_for_train(cartpole_vec: Callable, tmp_path: Path) -> Callable[..., CEM]:
     def factory(**kwargs: object) -> CEM:
+        kwargs = {"elite_frac": 0.2, **kwargs}
         model = CEM("MlpPolicy", cartpole_vec(n_envs=2), seed=0, population_size=10, **kwargs)  # type: ignore[arg-type]
         model.set_logger(configure(str(tmp_path), ["csv"]))
         model._n_iterations = 1
@@ -92,9 +93,16 @@ def test_elite_ties_keep_lower_indices(cem_for_train: Callable) -> None:
     np.testing.assert_array_equal(model._elite_indices(result.returns), [1, 2])
 
 
-@pytest.mark.parametrize(("elite_frac", "expected"), [(0.01, 1), (0.25, 2), (0.26, 3), (1.0, 10)])
+@pytest.mark.parametrize(("elite_frac", "expected"), [(0.15, 2), (0.25, 2), (0.26, 3), (1.0, 10)])
 def test_n_elite(cem_for_train: Callable, elite_frac: float, expected: int) -> None:
     assert cem_for_train(elite_frac=elite_frac).n_elite == expected
+
+
+@pytest.mark.parametrize(("population_size", "elite_frac"), [(8, 0.1), (10, 0.14), (100, 0.01), (2, 0.5)])
+def test_single_elite_is_refused(algo_name: str, population_size: int, elite_frac: float) -> None:
+    """One elite has no spread: the refitted std would be 0 and every later iteration would run the same policy."""
+    with pytest.raises(ValueError, match=r"elite_frac \* population_size must be >= 1\.5.*two elites"):
+        ALGOS[algo_name]("MlpPolicy", "CartPole-v1", population_size=population_size, elite_frac=elite_frac)
 
 
 def test_extra_noise_decays_linearly(cem_for_train: Callable) -> None:
@@ -241,6 +249,44 @@ def test_load_then_learn_continues_timesteps(
     assert logged["time/total_timesteps"][0] > saved_timesteps
     assert logged["time/total_timesteps"][-1] == loaded.num_timesteps
     assert logged["train/iterations"][0] == saved_iterations + 1
+
+
+class ReturnsRecordingCEM(CEM):
+    """CEM that keeps every population's returns (what ranks the candidates)."""
+
+    def train(self, weights: th.Tensor, result: PopulationResult) -> None:
+        self.population_returns: list[np.ndarray] = [*getattr(self, "population_returns", []), result.returns]
+        super().train(weights, result)
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+def test_resumed_run_equals_uninterrupted_run(env_id: str, tmp_path: Path) -> None:
+    """learn, save, load, learn(reset_num_timesteps=False) gives the returns and weights of one uninterrupted run."""
+    kwargs = {"population_size": 8, "elite_frac": 0.25, "seed": 5}
+    # A budget of 1 step per call runs exactly one population (iteration) per learn() call.
+    uninterrupted = ReturnsRecordingCEM("MlpPolicy", make_vec_env(env_id, n_envs=4, seed=0), **kwargs)
+    for _ in range(4):
+        uninterrupted.learn(1, reset_num_timesteps=False)
+
+    first = ReturnsRecordingCEM("MlpPolicy", make_vec_env(env_id, n_envs=4, seed=0), **kwargs)
+    for _ in range(2):
+        first.learn(1, reset_num_timesteps=False)
+    first.save(tmp_path / "model")
+    th.manual_seed(123)  # whatever happens in between (other models, other seeds) must not matter
+    np.random.seed(123)
+    # Another env seed: the populations' env seeds derive from the run's seed and the iteration.
+    resumed = ReturnsRecordingCEM.load(tmp_path / "model", env=make_vec_env(env_id, n_envs=4, seed=99))
+    resumed.population_returns = []  # saved with the model: only the resumed populations
+    for _ in range(2):
+        resumed.learn(1, reset_num_timesteps=False)
+
+    assert resumed._n_iterations == uninterrupted._n_iterations == 4
+    assert resumed.num_timesteps == uninterrupted.num_timesteps
+    returns = [*first.population_returns, *resumed.population_returns]
+    np.testing.assert_array_equal(np.stack(returns), np.stack(uninterrupted.population_returns))
+    assert th.equal(resumed.policy.mean, uninterrupted.policy.mean)
+    assert th.equal(resumed.policy.std, uninterrupted.policy.std)
+    assert len({tuple(population.round(3)) for population in returns}) == 4  # the populations differ
 
 
 def test_get_and_set_parameters(algo_name: str, make_model: Callable, cartpole_vec: Callable) -> None:
@@ -468,14 +514,16 @@ def test_explicit_cpu_device(algo_name: str, make_model: Callable, cartpole_vec:
     model = make_model(algo_name, cartpole_vec(), device="cpu")
     assert model.device == th.device("cpu")
     assert all(tensor.device == th.device("cpu") for tensor in model.policy.state_dict().values())
+    initial_std = model.policy.std.clone()
     model.learn(300)
-    assert model.num_timesteps >= 300
+    assert not th.equal(model.policy.std, initial_std)  # trained
+    assert all(tensor.device == th.device("cpu") for tensor in model.policy.state_dict().values())
 
 
 @pytest.mark.parametrize("env_kind", ["id", "gym"])
 def test_env_id_string_and_plain_gym_env(algo_name: str, make_model: Callable, env_kind: str) -> None:
     env = "Pendulum-v1" if env_kind == "id" else gym.make("Pendulum-v1")
-    model = make_model(algo_name, env, population_size=4)
+    model = make_model(algo_name, env, population_size=4, elite_frac=0.5)
     assert isinstance(model.get_env(), VecEnv) and model.n_envs == 1
     model.learn(800)
     assert model.num_timesteps == 800  # 4 candidates x 200 steps, one slot

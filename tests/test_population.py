@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch as th
 import torch.nn.functional as F
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 from torch import nn
 
+from sb3_cemah import CEM
 from sb3_cemah.cem.policies import CEMPolicy
 from sb3_cemah.common.policy_network import FlatPolicyNetwork
 from sb3_cemah.common.population import evaluate_population
@@ -217,7 +219,7 @@ def test_slots_run_candidates_in_parallel(fixed_reset_vec: Callable) -> None:
     weights = 0.5 * th.randn(12, policy.network.n_params)
     n_steps = 0
 
-    def hook(new_obs: np.ndarray, rewards: np.ndarray, dones: np.ndarray, infos: list) -> bool:
+    def hook(new_obs: np.ndarray, rewards: np.ndarray, dones: np.ndarray, infos: list, counted: np.ndarray) -> bool:
         nonlocal n_steps
         n_steps += 1
         assert new_obs.shape == (n_slots, 4) and rewards.shape == dones.shape == (n_slots,) and len(infos) == n_slots
@@ -288,3 +290,69 @@ def test_stochastic_discrete_actions_sample(cartpole_vec: Callable) -> None:
     # argmax of equal logits always pushes left: short episodes of nearly equal length
     assert greedy.max() <= 12
     assert sampled.max() > greedy.max()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Idle slots and VecNormalize
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_idle_slot_episodes_are_not_counted(fixed_reset_vec: Callable) -> None:
+    """
+    3 slots, 5 candidates, the third a 500-step controller: the other two slots run out of candidates early and
+    play short idle episodes (with the last candidate's weights) until it ends. The hook sees them as not counted.
+    """
+    venv = fixed_reset_vec("CartPole-v1", 3)
+    policy = CEMPolicy(venv.observation_space, venv.action_space)
+    weights = cartpole_candidates(policy, n_random=4)
+    all_dones, counted_dones = 0, 0
+
+    def hook(new_obs: np.ndarray, rewards: np.ndarray, dones: np.ndarray, infos: list, counted: np.ndarray) -> bool:
+        nonlocal all_dones, counted_dones
+        all_dones += int(dones.sum())
+        counted_dones += int((dones & counted).sum())
+        return True
+
+    result = evaluate_population(venv, policy, weights, step_hook=hook)
+    assert result.episode_lengths[2] == 500 and result.episode_lengths.max() == 500
+    assert counted_dones == 5
+    assert all_dones > 5 + 10  # idle episodes did happen (~20-step episodes during ~480 idle steps)
+
+
+def test_cem_statistics_skip_idle_slot_episodes(fixed_reset_env: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_episode_num`` and ``ep_info_buffer`` hold the population's episodes, not the idle slots' ones."""
+    venv = DummyVecEnv([lambda: Monitor(fixed_reset_env("CartPole-v1"))] * 3)
+    model = CEM("MlpPolicy", venv, population_size=5, elite_frac=0.4, seed=0)
+    weights = cartpole_candidates(model.policy, n_random=4)
+    monkeypatch.setattr(model.policy, "sample_weights", lambda n_samples: weights)
+    returns = []
+    monkeypatch.setattr(model, "train", lambda weights, result: returns.append(result.returns))
+    model.learn(1)  # one population
+    assert model._episode_num == 5
+    assert sorted(info["r"] for info in model.ep_info_buffer) == sorted(returns[0])
+
+
+def test_returns_under_vec_normalize_are_the_env_returns(fixed_reset_vec: Callable, fixed_reset_env: Callable) -> None:
+    """Normalised rewards change scale as VecNormalize's statistics move: candidates are ranked on the env's rewards."""
+    venv = VecNormalize(fixed_reset_vec("CartPole-v1", 3), norm_obs=False, norm_reward=True)
+    policy = CEMPolicy(venv.observation_space, venv.action_space)
+    weights = cartpole_candidates(policy, n_random=5)
+    result = evaluate_population(venv, policy, weights)
+    expected = [plain_rollout(fixed_reset_env("CartPole-v1"), policy, w, 1)["return"] for w in weights]
+    np.testing.assert_array_equal(result.returns, expected)
+
+
+def test_vec_normalize_original_observations_are_recorded(fixed_reset_vec: Callable) -> None:
+    """With observation normalisation, the recorded steps also hold the raw observations the statistics apply to."""
+    venv = VecNormalize(fixed_reset_vec("CartPole-v1", 3), training=False, norm_reward=False)
+    venv.obs_rms.mean[:] = [0.1, -0.2, 0.05, 0.3]
+    venv.obs_rms.var[:] = [4.0, 0.25, 1.0, 9.0]
+    policy = CEMPolicy(venv.observation_space, venv.action_space)
+    result = evaluate_population(venv, policy, cartpole_candidates(policy, n_random=3), record=True)
+    assert result.observations is not None and result.original_observations is not None
+    assert result.original_observations.shape == result.observations.shape
+    np.testing.assert_allclose(result.observations, venv.normalize_obs(result.original_observations), rtol=1e-6)
+    assert not np.allclose(result.observations, result.original_observations)
+    # Without VecNormalize there is nothing else to record.
+    plain = evaluate_population(fixed_reset_vec("CartPole-v1", 2), policy, th.zeros(2, 10), record=True)
+    assert plain.original_observations is None

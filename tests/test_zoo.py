@@ -17,8 +17,10 @@ import importlib.util
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -99,12 +101,6 @@ def test_interpreter_start_is_lazy_and_silent(tmp_path: Path) -> None:
     assert process.stderr == ""
 
 
-def test_installed_files() -> None:
-    # Regular and editable installs both carry the .pth file and the hook module (hatch force-include).
-    installed = {str(path) for path in importlib.metadata.files("sb3-cemah") or []}
-    assert {"sb3_cemah_zoo.pth", "sb3_cemah_zoo_hook.py"} <= installed
-
-
 def test_without_rl_zoo3(tmp_path: Path) -> None:
     # rl-zoo3 absent (None in sys.modules makes its import fail): sb3_cemah and sb3_cemah.zoo import
     # quietly, and sb3_cemah.zoo imports neither rl-zoo3 nor Optuna.
@@ -125,11 +121,54 @@ def test_without_sb3_cemah(tmp_path: Path) -> None:
     assert process.stderr == ""
 
 
-def test_failed_patch_warns_and_keeps_rl_zoo3_usable(tmp_path: Path) -> None:
-    code = "import sys; sys.modules['sb3_cemah.zoo'] = None; import rl_zoo3; print('ppo' in rl_zoo3.ALGOS)"
-    process = run_python("-c", code, cwd=tmp_path)
-    assert process.stdout.strip() == "True"
-    assert "sb3-cemah could not patch rl_zoo3.utils" in process.stderr
+def test_failed_patch_fails_loudly(tmp_path: Path) -> None:
+    # The checkout's hook (the installed copy may predate it), installed in place of the site-packages one.
+    code = (
+        "import sys; sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, 'is_sb3_cemah_zoo_hook', False)]; "
+        "from sb3_cemah.zoo import _pth_hook; _pth_hook.install(); sys.modules['sb3_cemah.zoo'] = None; import rl_zoo3"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert process.returncode != 0
+    assert "RuntimeError: sb3-cemah could not patch rl_zoo3.utils (ModuleNotFoundError" in process.stderr
+
+
+def test_patches_check_what_they_rely_on() -> None:
+    from sb3_cemah.zoo import RlZoo3PatchError, patch_experiment_manager, register_algos, register_samplers
+
+    with pytest.raises(RlZoo3PatchError, match=r"rl_zoo3\.utils has no dict ALGOS.*tested with rl-zoo3>="):
+        register_algos(types.ModuleType("rl_zoo3.utils"))
+    hyperparams_opt = types.ModuleType("rl_zoo3.hyperparams_opt")
+    hyperparams_opt.HYPERPARAMS_SAMPLER = {}  # type: ignore[attr-defined]
+    with pytest.raises(RlZoo3PatchError, match="HYPERPARAMS_CONVERTER"):
+        register_samplers(hyperparams_opt)
+
+    class ExperimentManager:  # an rl-zoo3 whose manager takes the hyper-parameter file under another name
+        def __init__(self, args: Any, algo: str, env_id: str, hyperparams_file: str = "") -> None: ...
+
+    exp_manager = types.ModuleType("rl_zoo3.exp_manager")
+    exp_manager.ExperimentManager = ExperimentManager  # type: ignore[attr-defined]
+    with pytest.raises(RlZoo3PatchError, match=r"ExperimentManager\.__init__ with a parameter config"):
+        patch_experiment_manager(exp_manager)
+    assert "_sb3_cemah_patched" not in vars(ExperimentManager)
+
+
+def test_installed_rl_zoo3_has_what_the_patches_rely_on() -> None:
+    """Fails when rl-zoo3 changes what the patches use, or its version leaves the tested range."""
+    import rl_zoo3.exp_manager
+    import rl_zoo3.hyperparams_opt
+    import rl_zoo3.utils
+    from packaging.specifiers import SpecifierSet
+
+    from sb3_cemah.zoo import RL_ZOO3_VERSIONS, patch_experiment_manager, register_algos, register_samplers
+
+    # Idempotent, and they check before patching: this re-runs the checks on the real modules.
+    register_algos(rl_zoo3.utils)
+    register_samplers(rl_zoo3.hyperparams_opt)
+    patch_experiment_manager(rl_zoo3.exp_manager)
+    assert importlib.metadata.version("rl_zoo3") in SpecifierSet(RL_ZOO3_VERSIONS)
+    # The zoo extra declares the same range.
+    assert f'"rl-zoo3{RL_ZOO3_VERSIONS}"' in (REPO / "pyproject.toml").read_text()
 
 
 def test_registration_in_process() -> None:
@@ -227,21 +266,17 @@ def test_yml_entries_fit_the_constructors(algo: str) -> None:
             assert get_wrapper_class(dict(entry)) is not None
 
 
-# The envs that cem.yml and cemah.yml must cover, besides "default".
+# The envs that cem.yml and cemah.yml must cover: rl-zoo3 refuses an env its yml file has no entry for.
 REQUIRED_ENVS = [MAZE, "ReacherBulletEnv-v0", "AntBulletEnv-v0", "Walker2DBulletEnv-v0", "CartPole-v1", "Pendulum-v1"]
 
 
 @pytest.mark.parametrize("algo", ["cemah", "cem"])
-def test_paper_settings(algo: str) -> None:
-    entries = yaml.safe_load((HYPERPARAMS / f"{algo}.yml").read_text())
-    for env_id in ["default", *REQUIRED_ENVS]:
-        entry = entries[env_id]
-        # N = 100 candidates, the top 10 %, one episode each, the 2-layer policy.
-        assert (entry["population_size"], entry["elite_frac"], entry["n_eval_episodes"]) == (100, 0.1, 1)
-        assert eval(entry["policy_kwargs"])["net_arch"] == []
-        if algo == "cemah":
-            # M = 100, K = 10; lr 1e-3 instead of the paper's 1e-4 (far fewer generator steps per iteration).
-            assert (entry["n_noise_samples"], entry["ensemble_size"], entry["learning_rate"]) == (100, 10, 1e-3)
+def test_yml_files_cover_the_paper_envs(algo: str) -> None:
+    from sb3_cemah.zoo import default_config
+
+    config = default_config(algo, MAZE, Path("unused.yml"))
+    entries = yaml.safe_load(config.read_text())
+    assert set(REQUIRED_ENVS) <= set(entries)
 
 
 # --- The commands --------------------------------------------------------------------------------------
@@ -251,7 +286,7 @@ def test_cemah_train_enjoy_plot(tmp_path: Path) -> None:
     # One user workflow in one test: under `pytest -n 2` a shared fixture would train once per worker.
     process = run_python(
         "-m", "rl_zoo3.train", "--algo", "cemah", "--env", "CartPole-v1", "-n", "2000", "-f", str(tmp_path),
-        "--eval-freq", "1000", *COMMON, "-params", "population_size:10", "pretrain_steps:5", "n_envs:4",
+        "--eval-freq", "1000", *COMMON, "-params", "population_size:10", "elite_frac:0.2", "pretrain_steps:5", "n_envs:4",
         cwd=tmp_path,
     )  # fmt: skip
     # No -conf: the package's cemah.yml, with -params applied on top.
@@ -286,7 +321,7 @@ def test_cemah_train_enjoy_plot(tmp_path: Path) -> None:
 def test_train_cem_maze(tmp_path: Path) -> None:
     process = run_python(
         "-m", "rl_zoo3.train", "--algo", "cem", "--env", MAZE, "-n", "2000", "-f", str(tmp_path), "--eval-freq", "1000",
-        *COMMON, "-params", "population_size:10", "--env-kwargs", "max_steps:200",
+        *COMMON, "-params", "population_size:10", "elite_frac:0.2", "--env-kwargs", "max_steps:200",
         cwd=tmp_path,
     )  # fmt: skip
     assert_config_read(process.stdout, "cem")
@@ -323,10 +358,37 @@ def test_optimize_cemah(tmp_path: Path) -> None:
         assert model.policy.standardize_obs
 
 
+def logged(stdout: str, key: str) -> list[str]:
+    """The values of ``key`` in the tables that SB3's logger prints (verbose=1), as printed."""
+    return re.findall(rf"^\|\s+{re.escape(key)}\s+\|\s+(\S+)\s+\|$", stdout, flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize("algo", ["cem", "cemah"])
+def test_train_with_vec_normalize(algo: str, tmp_path: Path) -> None:
+    # rl-zoo3's `normalize: true` (its ARS configs use it) wraps the env in VecNormalize: candidates must be ranked
+    # on the env's returns, which in CartPole are the episode lengths; normalised ones are small fractions.
+    process = run_python(
+        "-m", "rl_zoo3.train", "--algo", algo, "--env", "CartPole-v1", "-n", "2000", "-f", str(tmp_path),
+        "--eval-freq", "1000", *COMMON, "-params", "population_size:10", "elite_frac:0.2", "n_envs:4", "normalize:True",
+        *(["pretrain_steps:5"] if algo == "cemah" else []),
+        cwd=tmp_path,
+    )  # fmt: skip
+    path = run_dir(tmp_path, algo, "CartPole-v1")
+    assert_training_files(path, "CartPole-v1")
+    assert (path / "CartPole-v1" / "vecnormalize.pkl").is_file()
+    return_max = [float(value) for value in logged(process.stdout, "return_max")]
+    assert len(return_max) >= 2 and all(value.is_integer() and 8 <= value <= 500 for value in return_max)
+    # After the first population, the Monitor episodes (ep_info_buffer) are exactly the candidates' episodes.
+    assert logged(process.stdout, "return_mean")[0] == logged(process.stdout, "ep_rew_mean")[0]
+    if algo == "cemah":
+        assert float(logged(process.stdout, "buffer_return_mean")[0]) >= 8
+
+
 def test_train_subproc(tmp_path: Path) -> None:
     run_python(
         "-m", "rl_zoo3.train", "--algo", "cemah", "--env", "CartPole-v1", "--vec-env", "subproc", "-n", "1000",
-        "-f", str(tmp_path), "--eval-freq", "500", *COMMON, "-params", "population_size:10", "n_envs:2", "pretrain_steps:5",
+        "-f", str(tmp_path), "--eval-freq", "500", *COMMON, "-params", "population_size:10", "elite_frac:0.2", "n_envs:2",
+        "pretrain_steps:5",
         cwd=tmp_path,
     )  # fmt: skip
     assert_training_files(run_dir(tmp_path, "cemah", "CartPole-v1"), "CartPole-v1")
@@ -338,7 +400,7 @@ def test_train_cemah_pybullet(tmp_path: Path) -> None:
     # 150 steps per episode: one population of 10 is 1500 steps.
     run_python(
         "-m", "rl_zoo3.train", "--algo", "cemah", "--env", env, "-n", "1500", "-f", str(tmp_path), "--eval-freq", "1000",
-        *COMMON, "-params", "population_size:10", "pretrain_steps:5",
+        *COMMON, "-params", "population_size:10", "elite_frac:0.2", "pretrain_steps:5",
         cwd=tmp_path,
     )  # fmt: skip
     assert_training_files(run_dir(tmp_path, "cemah", env), env)

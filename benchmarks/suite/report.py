@@ -2,7 +2,7 @@
 Write ``docs/benchmarks/README.md`` and the plots from the runs on disk:
 ``python -m benchmarks.suite.report [--suite quick]``.
 
-It reads only the run folders (``result.json``, ``train.csv``, ``eval.csv``), so it can be run at any
+It reads only the run folders' committed files (``result.json``, ``train.csv``, ``eval.csv``), so it can be run at any
 time, also while the suite is still running or after it was interrupted; unfinished runs are listed as
 such. Every run found is listed, failed and capped ones included.
 """
@@ -24,7 +24,7 @@ from benchmarks.common import cpu_model_name, package_version
 from benchmarks.suite import protocol
 from benchmarks.suite.plots import plot_env
 from benchmarks.suite.random_baseline import RANDOM_FILE
-from benchmarks.suite.results import EVAL_CSV, RESULT_FILE, TRAIN_CSV, load_results, read_csv
+from benchmarks.suite.results import EVAL_CSV, RAW_DIR, RESULT_FILE, TRAIN_CSV, load_results, read_csv
 
 DOCS_DIR = protocol.REPO_ROOT / "docs" / "benchmarks"
 README = DOCS_DIR / "README.md"
@@ -151,9 +151,10 @@ class Report:
     def _unfinished_runs(self) -> list[str]:
         """Folders of runs started but not finished (interrupted, or running now)."""
         unfinished = []
-        for run_json in sorted((self.root / self.suite.name).glob("*/*/*/run.json")):
-            if not (run_json.parent / RESULT_FILE).is_file():
-                unfinished.append(str(run_json.parent.relative_to(self.root)))
+        for run_json in sorted((self.root / self.suite.name).glob(f"*/*/*/{RAW_DIR}/run.json")):
+            run_dir = run_json.parent.parent
+            if not (run_dir / RESULT_FILE).is_file():
+                unfinished.append(str(run_dir.relative_to(self.root)))
         return unfinished
 
     def envs(self) -> list[str]:

@@ -1,15 +1,21 @@
 """
 Raw results of one run: rl-zoo3's files turned into two small CSVs and a summary.
 
-A finished run folder holds (written by :mod:`benchmarks.suite.run`):
+A finished run folder holds (written by :mod:`benchmarks.suite.run`) what the report and the plots read,
+and which is committed:
 
-- ``zoo/``: rl-zoo3's log folder (``-f``): Monitor CSVs (training episodes), ``evaluations.npz``
-  (``EvalCallback``), the model, ``config.yml``;
-- ``evals.jsonl``, ``summary.json``: timings written by :mod:`benchmarks.suite.zoo_train`;
 - ``train.csv``: one row per training episode: ``env_steps,wall_s,return,length``;
 - ``eval.csv``: one row per evaluation: ``env_steps,wall_s,mean_return,std_return,eval_s``;
-- ``stdout.log``: rl-zoo3's output;
-- ``result.json``: written last and atomically; its presence marks the run finished.
+- ``result.json``: the run's specification, status, timings and metrics; written last and atomically, its
+  presence marks the run finished;
+
+and, in ``raw/`` (git-ignored: about 20 files and 200 kB per run, models excluded), what they are made from:
+
+- ``raw/zoo/``: rl-zoo3's log folder (``-f``): Monitor CSVs (training episodes), ``evaluations.npz``
+  (``EvalCallback``), the model, ``config.yml``;
+- ``raw/evals.jsonl``, ``raw/summary.json``: timings written by :mod:`benchmarks.suite.zoo_train`;
+- ``raw/run.json``: the run's specification, written when it starts;
+- ``raw/stdout.log``: rl-zoo3's output.
 """
 
 from __future__ import annotations
@@ -25,6 +31,13 @@ import numpy as np
 RESULT_FILE = "result.json"
 TRAIN_CSV = "train.csv"
 EVAL_CSV = "eval.csv"
+#: Sub-folder of a run folder for the raw files (git-ignored).
+RAW_DIR = "raw"
+
+
+def raw_dir(run_dir: Path) -> Path:
+    """The folder of a run's raw files: rl-zoo3's log folder, the wrapper's timings, the start record, the output."""
+    return run_dir / RAW_DIR
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -189,15 +202,16 @@ def metrics(summary: dict[str, Any], train_rows: list[dict[str, float]], eval_ro
 
 def collect(run_dir: Path) -> dict[str, Any]:
     """
-    Turn a run folder's raw files into ``train.csv`` and ``eval.csv`` and return its metrics.
+    Turn a run folder's raw files (in ``raw/``) into ``train.csv`` and ``eval.csv`` and return its metrics.
 
     Works on a finished run and on an interrupted one (whatever was flushed to disk).
     """
-    summary_path = run_dir / "summary.json"
+    raw = raw_dir(run_dir)
+    summary_path = raw / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    zoo_run = find_zoo_run(run_dir / "zoo") if (run_dir / "zoo").is_dir() else None
+    zoo_run = find_zoo_run(raw / "zoo") if (raw / "zoo").is_dir() else None
     train_rows = training_curve(zoo_run, summary.get("learn_start_unix")) if zoo_run is not None else []
-    eval_rows = evaluation_curve(zoo_run, run_dir / "evals.jsonl")
+    eval_rows = evaluation_curve(zoo_run, raw / "evals.jsonl")
     write_csv(run_dir / TRAIN_CSV, train_rows, ["env_steps", "wall_s", "return", "length"])
     write_csv(run_dir / EVAL_CSV, eval_rows, ["env_steps", "wall_s", "mean_return", "std_return", "eval_s"])
     return {

@@ -1,7 +1,7 @@
 """
 Run a benchmark suite: ``python -m benchmarks.suite.run --suite quick|full|probe [options]``.
 
-Each run is ``python -m rl_zoo3.train --algo A --env E -f <run>/zoo --seed S -n BUDGET --eval-freq F
+Each run is ``python -m rl_zoo3.train --algo A --env E -f <run>/raw/zoo --seed S -n BUDGET --eval-freq F
 --eval-episodes 10 --num-threads 1 [-conf hyperparams/A.yml]`` in a subprocess, started through
 :mod:`benchmarks.suite.zoo_train` (rl-zoo3's ``train`` unmodified, plus evaluation timings and the
 wall-clock cap). The runner:
@@ -34,7 +34,7 @@ from typing import Any
 
 from benchmarks.suite import protocol
 from benchmarks.suite.protocol import RunSpec
-from benchmarks.suite.results import RESULT_FILE, collect, write_json_atomic
+from benchmarks.suite.results import RESULT_FILE, collect, raw_dir, write_json_atomic
 
 #: Step rates measured by the probe suite (``python -m benchmarks.suite.run --suite probe``).
 RATES_FILE = protocol.REPO_ROOT / "docs" / "benchmarks" / "suite" / "step_rates.json"
@@ -49,18 +49,18 @@ def utc_now() -> str:
 
 def plain_command(run: RunSpec, root: Path) -> str:
     """The equivalent plain rl-zoo3 command (what a user types), for the record and the report."""
-    zoo = _display_path(run.run_dir(root) / "zoo")
+    zoo = _display_path(raw_dir(run.run_dir(root)) / "zoo")
     return shlex.join(["python", "-m", "rl_zoo3.train", *run.zoo_args(Path(zoo))])
 
 
 def wrapper_command(run: RunSpec, root: Path, python: str) -> list[str]:
     """The command actually started: :mod:`benchmarks.suite.zoo_train` around rl-zoo3's train."""
-    run_dir = run.run_dir(root)
-    command = [python, "-m", "benchmarks.suite.zoo_train", "--out", str(run_dir), "--cap-s", str(run.cap_s)]
+    raw = raw_dir(run.run_dir(root))
+    command = [python, "-m", "benchmarks.suite.zoo_train", "--out", str(raw), "--cap-s", str(run.cap_s)]
     command += ["--max-steps", str(run.budget)]
     if run.max_episodes is not None:
         command += ["--max-episodes", str(run.max_episodes)]
-    return [*command, "--", *run.zoo_args(run_dir / "zoo")]
+    return [*command, "--", *run.zoo_args(raw / "zoo")]
 
 
 def _display_path(path: Path) -> str:
@@ -159,13 +159,14 @@ class Runner:
         if run_dir.exists():
             # No result.json: an interrupted run. Start it again from scratch, not from its leftovers.
             shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True)
+        raw = raw_dir(run_dir)
+        raw.mkdir(parents=True)
         command = wrapper_command(run, self.root, self.python)
         write_json_atomic(
-            run_dir / "run.json",
+            raw / "run.json",
             {**dataclasses.asdict(run), "command": plain_command(run, self.root), "started_utc": utc_now()},
         )
-        log_file = (run_dir / "stdout.log").open("wb")
+        log_file = (raw / "stdout.log").open("wb")
         # A new session: a Ctrl-C in the terminal reaches the runner only, which then decides what to stop
         # (rl-zoo3 would take a SIGINT as "stop and save", and the run would look finished).
         process = subprocess.Popen(
@@ -206,7 +207,7 @@ class Runner:
             status = "ok"
         else:
             status = "failed"
-        started = json.loads((run_dir / "run.json").read_text())
+        started = json.loads((raw_dir(run_dir) / "run.json").read_text())
         result = {
             **started,
             "status": status,
@@ -220,7 +221,7 @@ class Runner:
             **collected,
         }
         if status != "ok":
-            result["log_tail"] = _tail(run_dir / "stdout.log", 40)
+            result["log_tail"] = _tail(raw_dir(run_dir) / "stdout.log", 40)
         write_json_atomic(run_dir / RESULT_FILE, result)
         self.actual_s += wall_s
         self.estimated_s += item.estimate_s

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import pathlib
 import sys
 import time
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from numbers import Integral
 from typing import Any, ClassVar, TypeVar
 
@@ -43,7 +45,8 @@ class CEM(BaseAlgorithm):
     :param policy: The policy model to use (``"MlpPolicy"`` or a :class:`CEMPolicy` subclass).
     :param env: The environment to learn from (if registered in Gym, can be str).
     :param population_size: Number of candidate policies per iteration (the paper's N, 100).
-    :param elite_frac: Fraction of the population kept as elites, in (0, 1]; at least one elite is kept.
+    :param elite_frac: Fraction of the population kept as elites, in (0, 1]; ``round(elite_frac * population_size)``
+        must be at least 2 (the std is fitted to the elites' spread).
     :param n_eval_episodes: Episodes per candidate; its return is the mean over them.
     :param initial_std: Initial standard deviation of every weight (the mean starts at 0).
     :param extra_noise: Extra variance added to the refitted variance, decaying linearly by ``extra_noise_decay``
@@ -60,7 +63,9 @@ class CEM(BaseAlgorithm):
     :param policy_kwargs: Keyword arguments for the policy on creation (``net_arch``, ``activation_fn``,
         ``standardize_obs``).
     :param verbose: Verbosity level: 0 no output, 1 info, 2 debug.
-    :param seed: Seed for the pseudo random generators.
+    :param seed: Seed for the pseudo random generators. Each population's weight noise and env seeds derive
+        from it and the iteration number (the env's own seeds are replaced at every population), so that a run
+        is a function of its seed and a resumed run equals an uninterrupted one; without a seed, one is drawn.
     :param device: Device (cpu, cuda, ...) on which the code should be run.
     :param _init_setup_model: Whether or not to build the network at the creation of the instance.
     """
@@ -118,6 +123,8 @@ class CEM(BaseAlgorithm):
         self.stochastic_candidates = stochastic_candidates
         self._n_iterations = 0
         self._n_std_resets = 0
+        # Root of every population's env seeds and weight noise (see _population_rng); drawn when no seed is given.
+        self._run_seed = seed if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
         # Saved with the model so that load() can refuse a file written by another algorithm of this package.
         self._algorithm_name = type(self).__name__
         self._check_hyperparameters()
@@ -126,7 +133,7 @@ class CEM(BaseAlgorithm):
 
     @property
     def n_elite(self) -> int:
-        """Number of elites kept per iteration: ``round(elite_frac * population_size)``, at least 1."""
+        """Number of elites kept per iteration: ``round(elite_frac * population_size)``, at least 1 (2 are required)."""
         return max(1, round(self.elite_frac * self.population_size))
 
     def _check_hyperparameters(self) -> None:
@@ -134,6 +141,12 @@ class CEM(BaseAlgorithm):
         checks = [
             (isinstance(self.population_size, Integral) and self.population_size >= 2, "population_size must be an int >= 2"),
             (0.0 < self.elite_frac <= 1.0, "elite_frac must be in (0, 1]"),
+            (
+                self.n_elite >= 2,
+                f"elite_frac * population_size must be >= 1.5 (got {self.elite_frac} * {self.population_size}): "
+                "the std is refitted to the spread of at least two elites, and a single elite sets it to 0, "
+                "so that every later iteration would evaluate the same policy",
+            ),
             (isinstance(self.n_eval_episodes, Integral) and self.n_eval_episodes >= 1, "n_eval_episodes must be an int >= 1"),
             (self.initial_std > 0.0, "initial_std must be > 0"),
             (self.extra_noise >= 0.0 and self.extra_noise_decay >= 0.0, "extra_noise and extra_noise_decay must be >= 0"),
@@ -161,11 +174,36 @@ class CEM(BaseAlgorithm):
         self.policy.std.fill_(self.initial_std)
 
     def _on_env_step(
-        self, callback: BaseCallback, new_obs: np.ndarray, rewards: np.ndarray, dones: np.ndarray, infos: list
+        self,
+        callback: BaseCallback,
+        new_obs: np.ndarray,
+        rewards: np.ndarray,
+        dones: np.ndarray,
+        infos: list,
+        counted: np.ndarray,
     ) -> bool:
-        """Account one VecEnv step the SB3 way: timesteps, episode statistics, then ``callback.on_step()``."""
+        """
+        Account one VecEnv step the SB3 way: timesteps, episode statistics, then ``callback.on_step()``.
+
+        Every slot's step counts in ``num_timesteps`` (they are env steps), but only the episodes of slots that
+        ran a candidate (``counted``) enter ``ep_info_buffer``, ``_episode_num`` and the callback's ``dones`` and
+        ``infos``: the episodes that idle slots play at the end of a population (with another candidate's
+        weights, see :func:`~sb3_cemah.common.population.evaluate_population`) would otherwise skew
+        ``rollout/ep_rew_mean`` and stop ``StopTrainingOnMaxEpisodes`` early.
+
+        :param callback: The callback to drive.
+        :param new_obs: Observations after the step, shape ``(n_envs, *obs_shape)``.
+        :param rewards: Rewards of the step, shape ``(n_envs,)``.
+        :param dones: Episode ends, shape ``(n_envs,)``.
+        :param infos: The VecEnv's infos, one per slot.
+        :param counted: Slots that ran a candidate during the step, bool ``(n_envs,)``.
+        :return: False to stop training.
+        """
         assert self.env is not None
         self.num_timesteps += self.env.num_envs
+        dones = dones & counted
+        # An idle slot's info without its episode record: callbacks that read Monitor infos skip it too.
+        infos = [info if slot_counted else {} for info, slot_counted in zip(infos, counted, strict=True)]
         self._episode_num += int(np.sum(dones))
         self._update_info_buffer(infos, dones)
         self._last_obs = new_obs  # type: ignore[assignment]
@@ -183,7 +221,7 @@ class CEM(BaseAlgorithm):
             weights,
             n_episodes=self.n_eval_episodes,
             deterministic=not self.stochastic_candidates,
-            step_hook=lambda new_obs, rewards, dones, infos: self._on_env_step(callback, new_obs, rewards, dones, infos),
+            step_hook=functools.partial(self._on_env_step, callback),
             record=record,
         )
 
@@ -215,22 +253,47 @@ class CEM(BaseAlgorithm):
         assert self.env is not None
 
         while self.num_timesteps < total_timesteps:
-            weights = self.policy.sample_weights(self.population_size)
+            # The progress at the start of the iteration, in (0, 1]: after the population it can be <= 0 (the last
+            # population overshoots), and a learning-rate schedule would then give a zero or negative rate.
+            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
             callback.on_rollout_start()
             rollout_start = time.perf_counter()
-            result = self._evaluate_population(weights, callback, record=self._records_population)
+            with self._population_rng():
+                weights = self.policy.sample_weights(self.population_size)
+                result = self._evaluate_population(weights, callback, record=self._records_population)
             self.logger.record("time/rollout_seconds", time.perf_counter() - rollout_start)
             callback.on_rollout_end()
             if not result.completed:
                 break
             self._n_iterations += 1
-            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
             self.train(weights, result)
             if log_interval is not None and self._n_iterations % log_interval == 0:
                 self.dump_logs()
 
         callback.on_training_end()
         return self
+
+    @contextlib.contextmanager
+    def _population_rng(self) -> Iterator[None]:
+        """
+        Make the population of the coming iteration a function of the run's seed and the iteration number.
+
+        Inside the context, torch's RNG (weight noise, sampled actions, and any callback run during the
+        evaluation) is seeded from ``(run seed, iteration)``, and the VecEnv's slots get seeds derived from them
+        for their next reset; torch's RNG state of before is restored on exit, so what runs between populations
+        (CEM-AH's gradient steps) keeps its own stream. A model saved after an iteration therefore holds all
+        that the next populations depend on (mean, std, iteration count), and ``load`` then
+        ``learn(reset_num_timesteps=False)`` continues exactly as an uninterrupted run would.
+        """
+        assert self.env is not None
+        torch_seed, env_seed = np.random.SeedSequence([self._run_seed, self._n_iterations]).generate_state(2)
+        self.env.seed(int(env_seed))
+        cuda_devices = []
+        if self.device.type == "cuda":
+            cuda_devices = [self.device.index if self.device.index is not None else th.cuda.current_device()]
+        with th.random.fork_rng(devices=cuda_devices):
+            th.manual_seed(int(torch_seed))
+            yield
 
     def _elite_indices(self, returns: np.ndarray) -> np.ndarray:
         """Indices of the ``n_elite`` highest returns, best first (ties keep the lower index, for reproducibility)."""

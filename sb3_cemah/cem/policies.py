@@ -75,7 +75,8 @@ class CEMPolicy(BasePolicy):
 
     def sample_weights(self, n_samples: int) -> th.Tensor:
         """
-        Draw flat weight vectors from the Gaussian (uses torch's global RNG, seeded by ``set_random_seed``).
+        Draw flat weight vectors from the Gaussian, with torch's global RNG (which :meth:`CEM.learn` seeds from the
+        run's seed and the iteration number before every population).
 
         :param n_samples: Number of policies.
         :return: Shape ``(n_samples, n_params)``.

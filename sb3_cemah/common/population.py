@@ -4,6 +4,10 @@ Each of the ``n_envs`` slots runs one candidate's episode; when it ends, the slo
 candidate that has episodes left. Every VecEnv step computes the actions of all slots with one batched
 forward pass over the stacked weights of the candidates they run, so the cost per step does not grow
 with the number of candidates, and ``SubprocVecEnv`` spreads the env steps over cores.
+
+Returns are the env's own: under ``VecNormalize`` (rl-zoo3's ``normalize: true``) candidates are ranked on
+the original rewards (``get_original_reward``), not on normalised ones whose scale drifts as the running
+statistics change within a population.
 """
 
 from __future__ import annotations
@@ -14,14 +18,16 @@ from typing import Protocol
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
 
 from sb3_cemah.common.policy_network import FlatPolicyNetwork
 
 __all__ = ["PopulationPolicy", "PopulationResult", "StepHook", "evaluate_population"]
 
-# Called after every VecEnv step with (new_obs, rewards, dones, infos); returning False stops the evaluation.
-StepHook = Callable[[np.ndarray, np.ndarray, np.ndarray, list], bool]
+# Called after every VecEnv step with (new_obs, rewards, dones, infos, counted); returning False stops the
+# evaluation. ``counted`` (bool, ``(n_envs,)``) marks the slots that ran a candidate during that step: the
+# others were idle (see evaluate_population), and their episodes belong to no candidate.
+StepHook = Callable[[np.ndarray, np.ndarray, np.ndarray, list, np.ndarray], bool]
 
 
 class PopulationPolicy(Protocol):
@@ -51,11 +57,14 @@ class PopulationResult:
     :param returns: Mean episodic return of each candidate, shape ``(n_candidates,)``.
     :param episode_lengths: Mean episode length of each candidate (steps), shape ``(n_candidates,)``.
     :param completed: False when the step hook asked to stop before every episode finished.
-    :param observations: When recording, the raw observation of every step taken by a candidate,
-        shape ``(n_recorded, *obs_shape)``; otherwise None.
+    :param observations: When recording, the observation (as the policy saw it) of every step taken by a
+        candidate, shape ``(n_recorded, *obs_shape)``; otherwise None.
     :param actions: When recording, the actions taken at those steps in the policy's convention (discrete
         indices ``(n_recorded,)``, or Box actions in [-1, 1] ``(n_recorded, *action_shape)``).
     :param step_candidates: When recording, the candidate index of each recorded step, shape ``(n_recorded,)``.
+    :param original_observations: When recording on a ``VecNormalize`` env, the unnormalised observations of
+        the same steps (``get_original_obs``, shape ``(n_recorded, *original_obs_shape)``), which stay valid
+        when the running statistics change; otherwise None.
     """
 
     returns: np.ndarray
@@ -64,6 +73,7 @@ class PopulationResult:
     observations: np.ndarray | None = None
     actions: th.Tensor | None = None
     step_candidates: np.ndarray | None = None
+    original_observations: np.ndarray | None = None
 
 
 def evaluate_population(
@@ -80,7 +90,8 @@ def evaluate_population(
 
     The VecEnv is reset first (slots left mid-episode by the previous call must not leak into the new
     population). Slots that have no candidate left keep stepping (a VecEnv steps all slots together) with
-    the last candidate's weights; those steps are not attributed to any candidate.
+    the last candidate's weights; those steps count as env steps but belong to no candidate: the step hook
+    gets them marked as not ``counted``, so that their episodes stay out of the episode statistics.
 
     :param env: The vectorised environment; its ``num_envs`` slots evaluate candidates in parallel.
     :param policy: Supplies the network layout and the observation/action conversions.
@@ -89,7 +100,8 @@ def evaluate_population(
     :param deterministic: Greedy (argmax) discrete actions when True, sampled from the softmax otherwise.
     :param step_hook: Called after every VecEnv step; returning False stops the evaluation early.
     :param record: Keep every step's observation and action taken (for the CEM-AH elite buffer).
-    :return: The candidates' mean returns and lengths, and the recorded steps if asked for.
+    :return: The candidates' mean returns (of the original rewards under ``VecNormalize``) and lengths, and
+        the recorded steps if asked for.
     """
     n_candidates = flat_weights.shape[0]
     n_slots = env.num_envs
@@ -109,6 +121,8 @@ def evaluate_population(
     recorded_obs: list[np.ndarray] = []
     recorded_actions: list[th.Tensor] = []
     recorded_candidates: list[np.ndarray] = []
+    recorded_original_obs: list[np.ndarray] = []
+    vec_normalize = unwrap_vec_normalize(env)
 
     # Each slot's weights live in one tensor whose rows change only when a slot takes a new candidate; its
     # per-layer views are split once, so a step costs one batched forward pass and no gathering.
@@ -129,13 +143,18 @@ def evaluate_population(
                 recorded_obs.append(obs[active])
                 recorded_actions.append(actions[th.as_tensor(active, device=actions.device)])
                 recorded_candidates.append(slot_job[active] // n_episodes)
+                if vec_normalize is not None:
+                    original_obs = vec_normalize.get_original_obs()
+                    assert isinstance(original_obs, np.ndarray), "Dict observations are not supported"
+                    recorded_original_obs.append(original_obs[active])
 
             new_obs, rewards, dones, infos = env.step(policy.actions_to_env(actions))
             assert isinstance(new_obs, np.ndarray)
             _check_finite(new_obs, "observation")
             _check_finite(rewards, "reward")
+            env_rewards = rewards if vec_normalize is None else vec_normalize.get_original_reward()
 
-            slot_return[active] += rewards[active]
+            slot_return[active] += env_rewards[active]
             slot_length[active] += 1
             for slot in np.flatnonzero(dones & active):
                 job = slot_job[slot]
@@ -154,7 +173,7 @@ def evaluate_population(
                 next_job += 1
             obs = new_obs
 
-            if step_hook is not None and not step_hook(new_obs, rewards, dones, infos):
+            if step_hook is not None and not step_hook(new_obs, rewards, dones, infos, active):
                 completed = False
                 break
 
@@ -167,6 +186,8 @@ def evaluate_population(
         result.observations = np.concatenate(recorded_obs)
         result.actions = th.cat(recorded_actions)
         result.step_candidates = np.concatenate(recorded_candidates)
+        if vec_normalize is not None:
+            result.original_observations = np.concatenate(recorded_original_obs)
     return result
 
 

@@ -21,11 +21,17 @@ The yml files live in the repository's top-level ``hyperparams/`` (rl-zoo3's lay
 ``sb3_cemah/zoo/hyperparams/``. :func:`hyperparams_dir` finds whichever exists, so regular and editable
 installs both work, and an editable install reads the checkout's files as they are edited.
 ``python -m sb3_cemah.zoo [ALGO]`` prints that folder (or the file of ``ALGO``), for ``-conf``.
+
+The patches rely on rl-zoo3's internals, tested with the versions :data:`RL_ZOO3_VERSIONS` (the range the
+``zoo`` extra declares). Each patch first checks what it relies on and raises :class:`RlZoo3PatchError`,
+naming what is missing, when rl-zoo3 has changed: importing rl-zoo3 then fails with that reason instead of
+``--algo cemah`` going missing or a default silently changing.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +42,8 @@ from sb3_cemah.zoo import samplers
 
 __all__ = [
     "ALGO_NAMES",
+    "RL_ZOO3_VERSIONS",
+    "RlZoo3PatchError",
     "default_config",
     "hyperparams_dir",
     "hyperparams_file",
@@ -46,6 +54,48 @@ __all__ = [
 
 #: The names under which the algorithms are registered in rl-zoo3 (``--algo``).
 ALGO_NAMES = ("cem", "cemah")
+#: The rl-zoo3 versions the patches are tested with; ``pyproject.toml``'s ``zoo`` extra declares the same range.
+RL_ZOO3_VERSIONS = ">=2.9,<2.10"
+
+
+class RlZoo3PatchError(RuntimeError):
+    """The installed rl-zoo3 lacks something a patch relies on (it is not one of the tested versions)."""
+
+
+def _require(valid: bool, module: ModuleType, what: str) -> None:
+    """
+    Raise :class:`RlZoo3PatchError` unless ``valid``.
+
+    :param valid: Whether rl-zoo3 has what the patch relies on.
+    :param module: The rl-zoo3 module being patched.
+    :param what: What the patch relies on, e.g. ``"a dict ALGOS"``.
+    """
+    if valid:
+        return
+    try:
+        version = importlib.metadata.version("rl_zoo3")
+    except importlib.metadata.PackageNotFoundError:
+        version = "(version unknown)"
+    raise RlZoo3PatchError(
+        f"sb3-cemah cannot plug into rl-zoo3 {version}: {module.__name__} has no {what}. sb3-cemah is tested with "
+        f"rl-zoo3{RL_ZOO3_VERSIONS}: install one of those (pip install 'rl-zoo3{RL_ZOO3_VERSIONS}') or uninstall sb3-cemah."
+    )
+
+
+def _has_parameter(function: Any, name: str) -> bool:
+    """Whether ``function`` is callable with a parameter called ``name``."""
+    try:
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _source_mentions(function: Any, text: str) -> bool:
+    """Whether the source code of ``function`` contains ``text``."""
+    try:
+        return text in inspect.getsource(function)
+    except (OSError, TypeError):
+        return False
 
 
 def hyperparams_dir() -> Path:
@@ -105,6 +155,7 @@ def register_algos(utils: ModuleType) -> None:
 
     :param utils: The ``rl_zoo3.utils`` module.
     """
+    _require(isinstance(getattr(utils, "ALGOS", None), dict), utils, "dict ALGOS (the --algo table)")
     from sb3_cemah import CEM, CEMAH
 
     utils.ALGOS.update({"cem": CEM, "cemah": CEMAH})
@@ -116,13 +167,16 @@ def register_samplers(hyperparams_opt: ModuleType) -> None:
 
     :param hyperparams_opt: The ``rl_zoo3.hyperparams_opt`` module.
     """
+    for table in ("HYPERPARAMS_SAMPLER", "HYPERPARAMS_CONVERTER"):
+        _require(isinstance(getattr(hyperparams_opt, table, None), dict), hyperparams_opt, f"dict {table}")
     hyperparams_opt.HYPERPARAMS_SAMPLER.update({"cem": samplers.sample_cem_params, "cemah": samplers.sample_cemah_params})
     hyperparams_opt.HYPERPARAMS_CONVERTER.update({"cem": samplers.convert_cem_params, "cemah": samplers.convert_cemah_params})
 
 
 def patch_experiment_manager(exp_manager: ModuleType) -> None:
     """
-    Wrap three methods of ``rl_zoo3.exp_manager.ExperimentManager``:
+    Wrap three methods of ``rl_zoo3.exp_manager.ExperimentManager`` (after checking, at every call, that rl-zoo3
+    still has what the wrappers rely on):
 
     - ``__init__``: when no ``config`` (``-conf``) is given, replace rl-zoo3's default path by
       :func:`default_config`'s choice. ``__init__`` only stores the path; it is read later, in
@@ -138,7 +192,24 @@ def patch_experiment_manager(exp_manager: ModuleType) -> None:
     """
     from sb3_cemah.envs import MAZE_ID, MAZE_RANDOM_ID
 
-    manager = exp_manager.ExperimentManager
+    manager = getattr(exp_manager, "ExperimentManager", None)
+    _require(isinstance(manager, type), exp_manager, "class ExperimentManager")
+    assert manager is not None
+    name = "ExperimentManager"
+    _require(_has_parameter(manager.__init__, "config"), exp_manager, f"{name}.__init__ with a parameter config")
+    # __init__ stores the path in self.config and read_hyperparameters reads it later: replacing it after
+    # __init__ only works that way.
+    _require(
+        _source_mentions(manager.read_hyperparameters, "self.config"),
+        exp_manager,
+        f"{name}.read_hyperparameters that reads self.config",
+    )
+    _require(
+        _has_parameter(manager.objective, "trial") and _source_mentions(manager, "self._hyperparams"),
+        exp_manager,
+        f"{name}.objective(trial) with the yml entry in self._hyperparams",
+    )
+    _require(isinstance(vars(manager).get("is_minigrid"), staticmethod), exp_manager, f"static method {name}.is_minigrid")
     if "_sb3_cemah_patched" in vars(manager):
         return
     original_init: Callable[..., None] = manager.__init__

@@ -16,7 +16,9 @@ An editable install therefore holds a copy of it: re-install after editing this 
 Because it runs in every Python process of the environment, this module imports only the standard
 library, never torch, rl-zoo3 or :mod:`sb3_cemah`, and prints nothing. If rl-zoo3 is absent the watched
 modules are never imported and nothing happens; if :mod:`sb3_cemah` is gone (uninstalled, or an editable
-checkout that was moved) the patches are skipped silently.
+checkout that was moved) the patches are skipped silently. A patch that fails (an rl-zoo3 version whose
+internals differ from the tested ones, or a broken install) fails the import of the rl-zoo3 module with the
+reason: a warning is easy to miss, and a missing ``--algo cemah`` or a silently changed default is worse.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
-import warnings
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -47,6 +48,8 @@ def _apply_patch(patch_name: str, module: ModuleType) -> None:
 
     :param patch_name: Name of the patch function in :mod:`sb3_cemah.zoo`.
     :param module: The rl-zoo3 module to patch.
+    :raises RuntimeError: When the patch fails, with the reason (the error of :mod:`sb3_cemah.zoo`, chained). Not an
+        ImportError, which code that treats rl-zoo3 as optional (``pytest.importorskip``) would take for "absent".
     """
     if importlib.util.find_spec("sb3_cemah") is None:
         return
@@ -54,13 +57,10 @@ def _apply_patch(patch_name: str, module: ModuleType) -> None:
         zoo = importlib.import_module("sb3_cemah.zoo")
         getattr(zoo, patch_name)(module)
     except Exception as error:
-        # Do not break rl-zoo3 for its own algorithms because of us, but do not hide a real bug either.
-        warnings.warn(
-            f"sb3-cemah could not patch {module.__name__} ({type(error).__name__}: {error}); "
-            "--algo cem/cemah may be unavailable in rl-zoo3.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+        raise RuntimeError(
+            f"sb3-cemah could not patch {module.__name__} ({type(error).__name__}: {error}). Uninstall sb3-cemah "
+            "to use rl-zoo3 without it."
+        ) from error
 
 
 class _PatchingLoader(importlib.abc.Loader):
