@@ -134,6 +134,8 @@ def run(env_id: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     model.learn(args.steps)
     learn_seconds = time.perf_counter() - start
     returns = evaluate(model, env_id, last_population[0], args)
+    # Kept (git-ignored) so that other test-time combinations can be evaluated without training again.
+    model.save(args.out / "models" / f"{args.config}_{env_id.replace('/', '-')}_{seed}")
     return {
         "config": args.config,
         "env": env_id,

@@ -86,38 +86,55 @@ def tuples(start: int, n: int) -> tuple[th.Tensor, th.Tensor]:
     return features, 2 * features
 
 
+def stored_features(buffer: EliteBuffer) -> list[float]:
+    """Every stored feature value (training and held-out), sorted."""
+    return sorted(buffer.tuples()[0][:, 0].tolist())
+
+
 def test_buffer_admits_first_batch_and_then_only_batches_at_least_as_good() -> None:
     buffer = EliteBuffer(100)
     assert buffer.return_mean == float("-inf")
     assert buffer.admit(*tuples(0, 10), elite_return=-50.0)
     assert buffer.return_mean == -50.0
-    assert buffer.admit(*tuples(10, 30), elite_return=10.0)  # mean: (10 * -50 + 30 * 10) / 40 = -5
-    assert buffer.return_mean == pytest.approx(-5.0)
-    assert not buffer.admit(*tuples(40, 5), elite_return=-5.5)
+    # Each batch counts once, whatever its length (the paper compares the elites' mean returns): (-50 + 10) / 2.
+    assert buffer.admit(*tuples(10, 30), elite_return=10.0)
+    assert buffer.return_mean == pytest.approx(-20.0)
+    assert not buffer.admit(*tuples(40, 5), elite_return=-20.5)
     assert buffer.size == 40
-    assert buffer.admit(*tuples(40, 5), elite_return=-5.0)  # equal is enough
+    assert buffer.admit(*tuples(40, 5), elite_return=-20.0)  # equal is enough
     assert buffer.size == 45
-    th.testing.assert_close(buffer.features[:45, 0], th.arange(45.0))
-    th.testing.assert_close(buffer.targets[:45, 0], 2 * th.arange(45.0))
+    assert stored_features(buffer) == list(map(float, range(45)))
 
 
-def test_buffer_is_fifo_and_bounded() -> None:
+def test_buffer_holds_out_a_tenth_of_each_batch_with_its_targets_and_elites() -> None:
+    buffer = EliteBuffer(1_000, held_out_fraction=0.1)
+    th.manual_seed(0)
+    buffer.admit(*tuples(0, 50), elite_return=0.0, elites=th.arange(50) // 10)
+    buffer.admit(*tuples(50, 1), elite_return=0.0)  # a single tuple stays for training
+    features, targets, elites = buffer.held_out()
+    assert features.shape == (5, 1)
+    th.testing.assert_close(targets, 2 * features)
+    th.testing.assert_close(elites, features[:, 0].long() // 10)  # labels kept, unique within the buffer
+    all_features, _, all_elites = buffer.tuples()
+    assert all_features.shape[0] == 51
+    assert int(all_elites[all_features[:, 0] == 50.0]) == 5  # the second batch's elite gets a new id
+
+
+def test_buffer_is_fifo_and_bounded_in_tuples() -> None:
     buffer = EliteBuffer(10)
-    for start in range(0, 28, 4):  # 7 batches of 4 tuples: 28 in, the last 10 kept
+    for start in range(0, 28, 4):  # 7 batches of 4 tuples: 28 in, at most 10 kept, the newest ones
         assert buffer.admit(*tuples(start, 4), elite_return=float(start))
         assert buffer.size == min(start + 4, 10)
-    assert buffer.features.shape == (10, 1)
-    kept = sorted(buffer.features[:, 0].tolist())
-    assert kept == list(range(18, 28))
-    # The oldest slot is overwritten next.
-    oldest = int(th.argmin(buffer.features[:, 0]))
-    buffer.admit(*tuples(100, 1), elite_return=1_000.0)
-    assert buffer.features[oldest, 0] == 100.0
-    assert sorted(buffer.features[:, 0].tolist()) == [*range(19, 28), 100]
-    # Each tuple keeps the return of its own batch.
-    th.testing.assert_close(
-        buffer.returns, th.where(buffer.features[:, 0] == 100.0, 1_000.0, 4.0 * (buffer.features[:, 0] // 4))
-    )
+    kept = stored_features(buffer)
+    assert kept[-8:] == list(map(float, range(20, 28))) and set(kept[:2]) <= set(map(float, range(16, 20)))
+
+
+def test_buffer_keeps_the_last_max_batches() -> None:
+    buffer = EliteBuffer(1_000, max_batches=2)
+    for start, elite_return in ((0, 1.0), (10, 2.0), (20, 3.0)):
+        buffer.admit(*tuples(start, 10), elite_return=elite_return)
+    assert stored_features(buffer) == list(map(float, range(10, 30)))
+    assert buffer.return_mean == pytest.approx(2.5)  # the batches that left no longer count
 
 
 def test_batch_larger_than_buffer_keeps_its_newest_tuples() -> None:
@@ -125,18 +142,19 @@ def test_batch_larger_than_buffer_keeps_its_newest_tuples() -> None:
     buffer.admit(*tuples(0, 3), elite_return=0.0)
     buffer.admit(*tuples(3, 12), elite_return=0.0)
     assert buffer.size == 5
-    assert sorted(buffer.features[:, 0].tolist()) == list(range(10, 15))
+    assert stored_features(buffer) == list(map(float, range(10, 15)))
 
 
 def test_buffer_sample() -> None:
-    buffer = EliteBuffer(50)
+    buffer = EliteBuffer(50, held_out_fraction=0.0)
     with pytest.raises(RuntimeError, match="empty"):
         buffer.sample(4)
-    buffer.admit(*tuples(0, 20), elite_return=0.0)
+    buffer.admit(*tuples(0, 20), elite_return=0.0, elites=th.arange(20) % 3)
     th.manual_seed(0)
-    features, targets = buffer.sample(1_000)
-    assert features.shape == (1_000, 1) and targets.shape == (1_000, 1)
+    features, targets, elites = buffer.sample(1_000)
+    assert features.shape == (1_000, 1) and targets.shape == (1_000, 1) and elites.shape == (1_000,)
     th.testing.assert_close(targets, 2 * features)
+    th.testing.assert_close(elites, features[:, 0].long() % 3)
     assert set(features[:, 0].tolist()) == set(map(float, range(20)))  # only stored tuples, all of them
 
 
@@ -153,11 +171,15 @@ def test_model_admits_exactly_the_elite_steps(cartpole_vec: Callable, make_model
     elite = np.argsort(-result.returns, kind="stable")[:3]
     is_elite_step = np.isin(result.step_candidates, elite)
     assert model.elite_buffer.size == int(result.episode_lengths[elite].sum()) == is_elite_step.sum()
-    th.testing.assert_close(
-        model.elite_buffer.features[: is_elite_step.sum()], policy.obs_to_features(result.observations[is_elite_step])
-    )
+    features, targets, elites = model.elite_buffer.tuples()
+    expected_features = policy.obs_to_features(result.observations[is_elite_step])
     expected_targets = th.nn.functional.one_hot(result.actions[th.as_tensor(is_elite_step)], 2).float()  # actions taken
-    th.testing.assert_close(model.elite_buffer.targets[: is_elite_step.sum()], expected_targets)
+    order, expected_order = th.argsort(features[:, 0]), th.argsort(expected_features[:, 0])  # held-out ones are shuffled
+    th.testing.assert_close(features[order], expected_features[expected_order])
+    th.testing.assert_close(targets[order], expected_targets[expected_order])
+    # One id per elite, the same for all of its steps.
+    step_elites = th.as_tensor(result.step_candidates[is_elite_step])[expected_order]
+    assert len(set(zip(elites[order].tolist(), step_elites.tolist(), strict=True))) == len(elite) == len(set(elites.tolist()))
     assert model.elite_buffer.return_mean == pytest.approx(result.returns[elite].mean())
 
     worse = evaluate_population(env, policy, th.zeros(10, policy.network.n_params), record=True)  # ~9 steps each
@@ -173,7 +195,7 @@ def test_buffer_size_is_bounded_during_learning(
     model.learn(4_000)
     sizes = progress_csv(tmp_path)["train/buffer_size"]
     assert max(sizes) == 150
-    assert model.elite_buffer.features.shape[0] == 150
+    assert model.elite_buffer.size == 150
 
 
 def test_save_and_load_elite_buffer(cartpole_vec: Callable, make_model: Callable, tmp_path: Path) -> None:
@@ -186,10 +208,31 @@ def test_save_and_load_elite_buffer(cartpole_vec: Callable, make_model: Callable
     loaded = CEMAH.load(tmp_path / "model", env=cartpole_vec())
     assert loaded.elite_buffer.size == 0  # like SB3's replay buffer: not part of the model file
     loaded.load_elite_buffer(tmp_path / "buffer.pkl")
-    for name in ("features", "targets", "returns"):
-        assert th.equal(getattr(loaded.elite_buffer, name), getattr(model.elite_buffer, name)), name
-    assert (loaded.elite_buffer.size, loaded.elite_buffer.position) == (model.elite_buffer.size, model.elite_buffer.position)
-    loaded.learn(500, reset_num_timesteps=False)  # trains on the restored buffer
+    for restored, saved in zip(loaded.elite_buffer.tuples(), model.elite_buffer.tuples(), strict=True):
+        assert th.equal(restored, saved)
+    assert loaded.elite_buffer.return_mean == model.elite_buffer.return_mean
+    for restored_part, saved_part in zip(loaded.elite_buffer.held_out(), model.elite_buffer.held_out(), strict=True):
+        assert th.equal(restored_part, saved_part)
+
+
+def test_resumed_cemah_run_equals_uninterrupted_run(cartpole_vec: Callable, make_model: Callable, tmp_path: Path) -> None:
+    """load + load_elite_buffer + learn(reset_num_timesteps=False) continues exactly: guide, hypernetwork, D."""
+    uninterrupted = make_model("CEMAH", cartpole_vec(), seed=3)
+    uninterrupted.learn(1_500)
+    assert uninterrupted._n_iterations >= 4
+
+    first_half = make_model("CEMAH", cartpole_vec(), seed=3)
+    first_half.learn(700)
+    first_half.save(tmp_path / "model")
+    first_half.save_elite_buffer(tmp_path / "buffer")
+    th.manual_seed(12345)  # whatever the global RNG holds after loading
+    resumed = CEMAH.load(tmp_path / "model", env=cartpole_vec(), seed=99)
+    resumed.load_elite_buffer(tmp_path / "buffer.pkl")
+    resumed.learn(1_500 - resumed.num_timesteps, reset_num_timesteps=False)
+
+    assert resumed._n_iterations == uninterrupted._n_iterations and resumed.num_timesteps == uninterrupted.num_timesteps
+    for name, value in uninterrupted.policy.state_dict().items():
+        assert th.equal(resumed.policy.state_dict()[name], value), name
 
 
 # --------------------------------------------------------------------------------------------------------------

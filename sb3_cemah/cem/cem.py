@@ -288,11 +288,17 @@ class CEM(BaseAlgorithm):
         assert self.env is not None
         torch_seed, env_seed = np.random.SeedSequence([self._run_seed, self._n_iterations]).generate_state(2)
         self.env.seed(int(env_seed))
+        with self._seeded_torch(int(torch_seed)):
+            yield
+
+    @contextlib.contextmanager
+    def _seeded_torch(self, seed: int) -> Iterator[None]:
+        """Run the block with torch's RNG (CPU, and this model's GPU) seeded with ``seed``; restore it on exit."""
         cuda_devices = []
         if self.device.type == "cuda":
             cuda_devices = [self.device.index if self.device.index is not None else th.cuda.current_device()]
         with th.random.fork_rng(devices=cuda_devices):
-            th.manual_seed(int(torch_seed))
+            th.manual_seed(seed)
             yield
 
     def _elite_indices(self, returns: np.ndarray) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import time
 from numbers import Integral
@@ -31,7 +30,10 @@ HELD_OUT_FRACTION = 0.1
 # VALIDATION_PATIENCE checks without a 1 % improvement.
 VALIDATION_INTERVAL = 25
 VALIDATION_PATIENCE = 3
-PAIR_ALL = bool(int(os.environ.get("CEMAH_PAIR_ALL", "0")))
+# The pre-training losses (see CEMAH._imitation_loss).
+IMITATION_LOSSES = ("mse", "nearest_elite")
+# Key of the random stream of CEM-AH's training steps, beside the populations' (see CEM._population_rng).
+TRAINING_STREAM = 1
 
 
 class CEMAH(CEM):
@@ -75,7 +77,11 @@ class CEMAH(CEM):
     :param use_discriminator: False gives the paper's ablation without adversarial training.
     :param pretrain: False gives the paper's ablation without MSE pre-training.
     :param discriminator_noise: Largest std of the Gaussian noise added to the discriminator's inputs.
-    :param generator_mse_weight: Weight of the imitation MSE added to each adversarial generator step's loss, so
+    :param imitation_loss: ``"nearest_elite"`` (each generated policy imitates the elite closest to it, plus a
+        coverage term) or ``"mse"`` (the paper's MSE against the elites' actions on a random split of the states;
+        it imitates the average elite). See :meth:`_imitation_loss`.
+    :param coverage_weight: Weight of the coverage term of ``"nearest_elite"`` (each elite pulls its closest policy).
+    :param generator_imitation_weight: Weight of the imitation loss added to each adversarial generator step, so
         that the adversarial steps spread the generated policies without leaving the elites (0: the paper).
     :param population_size: See :class:`CEM`.
     :param elite_frac: See :class:`CEM`.
@@ -116,7 +122,9 @@ class CEMAH(CEM):
         use_discriminator: bool = True,
         pretrain: bool = True,
         discriminator_noise: float = 0.1,
-        generator_mse_weight: float = 0.0,
+        generator_imitation_weight: float = 0.0,
+        imitation_loss: str = "nearest_elite",
+        coverage_weight: float = 0.3,
         population_size: int = 100,
         elite_frac: float = 0.1,
         n_eval_episodes: int = 1,
@@ -146,7 +154,9 @@ class CEMAH(CEM):
         self.use_discriminator = use_discriminator
         self.pretrain = pretrain
         self.discriminator_noise = discriminator_noise
-        self.generator_mse_weight = generator_mse_weight
+        self.generator_imitation_weight = generator_imitation_weight
+        self.imitation_loss = imitation_loss
+        self.coverage_weight = coverage_weight
         super().__init__(
             policy,
             env,
@@ -191,7 +201,12 @@ class CEMAH(CEM):
                         f"Invalid hyper-parameter for {type(self).__name__}: {name} must be an int >= {minimum}, "
                         f"got {value!r}."
                     )
-        for name in ("discriminator_noise", "generator_mse_weight"):
+        if self.imitation_loss not in IMITATION_LOSSES:
+            raise ValueError(
+                f"Invalid hyper-parameter for {type(self).__name__}: imitation_loss must be one of "
+                f"{', '.join(IMITATION_LOSSES)}, got {self.imitation_loss!r}."
+            )
+        for name in ("discriminator_noise", "generator_imitation_weight", "coverage_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"Invalid hyper-parameter for {type(self).__name__}: {name} must be >= 0.")
 
@@ -224,10 +239,28 @@ class CEMAH(CEM):
         :param result: Their evaluation, with the recorded steps.
         """
         super().train(weights, result)
-        admitted = self._admit_elites(result)
+        # The buffer's held-out split and the gradient steps draw from a stream of (run seed, iteration), like the
+        # populations: a run resumed from a saved model and elite buffer continues exactly.
+        training_seed = int(np.random.SeedSequence([self._run_seed, self._n_iterations, TRAINING_STREAM]).generate_state(1)[0])
+        with self._seeded_torch(training_seed):
+            admitted = self._admit_elites(result)
+            pretrain_seconds, adversarial_seconds = self._train_generator()
+        self.logger.record("train/buffer_size", self.elite_buffer.size)
+        self.logger.record("train/buffer_return_mean", self.elite_buffer.return_mean)
+        self.logger.record("train/buffer_admitted", int(admitted))
+        self.logger.record("train/learning_rate", self.lr_schedule(self._current_progress_remaining))
+        self.logger.record("train/cem_weight_distance", float(th.pdist(weights).mean()))
+        self.logger.record("time/pretrain_seconds", pretrain_seconds)
+        self.logger.record("time/adversarial_seconds", adversarial_seconds)
+
+    def _train_generator(self) -> tuple[float, float]:
+        """
+        Pre-train the hypernetwork on the buffer, then the adversarial steps (Algorithm 2, lines 7-22).
+
+        :return: Seconds spent pre-training and in the adversarial steps.
+        """
         self._update_learning_rate([self.policy.generator_optimizer, self.policy.discriminator_optimizer])
         self.policy.set_training_mode(True)
-
         start = time.perf_counter()
         if self.pretrain:
             mse_losses = self._pretrain()
@@ -242,16 +275,9 @@ class CEMAH(CEM):
             self.logger.record("train/g_loss", _mean(g_losses))
         adversarial_end = time.perf_counter()
         self.policy.set_training_mode(False)
-
-        self.logger.record("train/buffer_size", self.elite_buffer.size)
-        self.logger.record("train/buffer_return_mean", self.elite_buffer.return_mean)
-        self.logger.record("train/buffer_admitted", int(admitted))
-        self.logger.record("train/learning_rate", self.lr_schedule(self._current_progress_remaining))
         self.logger.record("train/imitation_error", self._imitation_error())
         self.logger.record("train/generated_weight_distance", self._generated_weight_distance())
-        self.logger.record("train/cem_weight_distance", float(th.pdist(weights).mean()))
-        self.logger.record("time/pretrain_seconds", pretrain_end - start)
-        self.logger.record("time/adversarial_seconds", adversarial_end - pretrain_end)
+        return pretrain_end - start, adversarial_end - pretrain_end
 
     def _admit_elites(self, result: PopulationResult) -> bool:
         """Offer every step of this iteration's elite episodes to the buffer (Algorithm 2, lines 5-6)."""
@@ -265,18 +291,22 @@ class CEMAH(CEM):
 
     def _pretrain(self) -> list[float]:
         """
-        MSE steps until the imitation converges: at most ``pretrain_steps``, stopping early when the held-out
-        MSE (checked every ``VALIDATION_INTERVAL`` steps) has not improved by 1 % for ``VALIDATION_PATIENCE``
-        checks. A fixed step count either stops far from the elites or wastes steps once there.
+        Imitation steps until they converge: at most ``pretrain_steps``, stopping early when the loss on the
+        held-out tuples (checked every ``VALIDATION_INTERVAL`` steps) has not improved by 1 % for
+        ``VALIDATION_PATIENCE`` checks. A fixed step count either stops far from the elites or wastes steps.
 
         :return: The training loss of every step taken.
         """
         losses: list[float] = []
         best, checks_without_improvement = float("inf"), 0
         while len(losses) < self.pretrain_steps:
-            losses.append(self._pretrain_step())
+            features, targets, elites = self.elite_buffer.sample(self.batch_size)
+            loss = self._imitation_loss(features, targets, elites)
+            self._optimizer_step(self.policy.generator_optimizer, loss)
+            losses.append(loss.item())
             if len(losses) % VALIDATION_INTERVAL == 0:
-                held_out_loss = self._held_out_mse()
+                with th.no_grad():
+                    held_out_loss = float(self._imitation_loss(*self._held_out_tuples()))
                 if held_out_loss < 0.99 * best:
                     best, checks_without_improvement = held_out_loss, 0
                 else:
@@ -285,34 +315,64 @@ class CEMAH(CEM):
                         break
         return losses
 
-    def _held_out_outputs(self) -> tuple[th.Tensor, th.Tensor]:
-        """
-        Outputs of ``n_noise_samples`` fresh generated policies on every held-out state, and the elites' targets.
+    def _held_out_tuples(self) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """The held-out features, targets and elite ids (a training sample when batches were too small to hold out)."""
+        features, targets, elites = self.elite_buffer.held_out()
+        if features.shape[0] == 0:
+            return self.elite_buffer.sample(self.batch_size)
+        return features, targets, elites
 
-        :return: Generated outputs ``(n_policies, n_held_out, output_dim)``, elite targets ``(n_held_out, output_dim)``.
+    def _imitation_loss(self, features: th.Tensor, targets: th.Tensor, elites: th.Tensor) -> th.Tensor:
         """
-        features, targets = self.elite_buffer.held_out()
-        if features.shape[0] == 0:  # batches of a single tuple hold nothing out
-            features, targets, _ = self.elite_buffer.sample(self.batch_size)
-        with th.no_grad():
-            weights = self.policy.generate_weights(self.n_noise_samples)
-            outputs = self.policy.network.forward(weights, features.unsqueeze(0).expand(weights.shape[0], -1, -1))
-        return outputs, targets
+        The pre-training loss (Algorithm 2, line 11) on a batch of elite tuples, per ``imitation_loss``:
 
-    def _held_out_mse(self) -> float:
-        """The pre-training loss on the held-out tuples."""
-        outputs, targets = self._held_out_outputs()
-        return float(F.mse_loss(self.policy.outputs_to_targets(outputs), targets.expand_as(outputs)))
+        - ``"mse"`` (the paper): ``GenerateFake`` splits the states among ``n_noise_samples`` generated policies,
+          MSE against the elites' actions. Its minimiser is every policy acting the average of the elites' actions
+          on each state: a policy none of the elites is, which on locomotion falls where the elites walk.
+        - ``"nearest_elite"``: every generated policy acts on every state; with ``E[i, e]`` the MSE of policy ``i``
+          on elite ``e``'s states, the loss is ``mean_i min_e E[i, e] + coverage_weight * mean_e min_i E[i, e]``:
+          each generated policy imitates the elite it is closest to (the behaviour of one real elite), and each
+          elite pulls its closest generated policy (so that the elites' several modes stay covered).
+
+        :param features: Shape ``(batch, input_dim)``.
+        :param targets: Elite actions, shape ``(batch, output_dim)``.
+        :param elites: Which elite took each tuple, shape ``(batch,)``.
+        :return: Scalar loss.
+        """
+        if self.imitation_loss == "mse":
+            _, outputs = self._generate_fake(features)
+            return F.mse_loss(self.policy.outputs_to_targets(outputs), targets[: outputs.shape[0]])
+        errors = self._errors_per_elite(features, targets, elites, squared=True)
+        return errors.min(dim=1).values.mean() + self.coverage_weight * errors.min(dim=0).values.mean()
+
+    def _errors_per_elite(self, features: th.Tensor, targets: th.Tensor, elites: th.Tensor, squared: bool) -> th.Tensor:
+        """
+        Error of ``n_noise_samples`` freshly generated policies on each elite's tuples.
+
+        :param squared: Mean squared error of the action targets (probabilities for Discrete) when True; otherwise
+            the imitation error (greedy-action disagreement for Discrete, action MSE for Box).
+        :return: Shape ``(n_policies, n_elites_in_batch)``.
+        """
+        weights = self.policy.generate_weights(self.n_noise_samples)
+        outputs = self.policy.network.forward(weights, features.unsqueeze(0).expand(weights.shape[0], -1, -1))
+        if squared or not self.policy.is_discrete:
+            errors = (self.policy.outputs_to_targets(outputs) - targets).square().mean(dim=-1)
+        else:
+            errors = (outputs.argmax(dim=-1) != targets.argmax(dim=-1)).to(outputs.dtype)
+        _, group = th.unique(elites, return_inverse=True)
+        n_groups = int(group.max()) + 1
+        sums = errors.new_zeros(errors.shape[0], n_groups).index_add_(1, group, errors)
+        return sums / th.bincount(group, minlength=n_groups).to(errors.dtype)
 
     def _imitation_error(self) -> float:
         """
-        How far the generated policies are from the elites on held-out buffered states: the share of states
-        where a policy's greedy action differs from the elite's (Discrete), or the action MSE (Box).
+        How far each generated policy is from the elite it is closest to, on held-out buffered states, averaged
+        over policies: the share of states where its greedy action differs from that elite's (Discrete), or
+        the action MSE (Box).
         """
-        outputs, targets = self._held_out_outputs()
-        if self.policy.is_discrete:
-            return float((outputs.argmax(dim=-1) != targets.argmax(dim=-1)).float().mean())
-        return float(F.mse_loss(outputs, targets.expand_as(outputs)))
+        with th.no_grad():
+            errors = self._errors_per_elite(*self._held_out_tuples(), squared=False)
+        return float(errors.min(dim=1).values.mean())
 
     def _generate_fake(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """
@@ -346,19 +406,6 @@ class CEMAH(CEM):
         one_hot = F.one_hot(actions, outputs.shape[-1]).to(probabilities.dtype)
         return one_hot + probabilities - probabilities.detach()
 
-    def _pretrain_step(self) -> float:
-        """One MSE step of the generator towards the elites' actions (Algorithm 2, lines 8-12)."""
-        features, targets, _ = self.elite_buffer.sample(self.batch_size)
-        if PAIR_ALL:
-            weights = self.policy.generate_weights(self.n_noise_samples)
-            outputs = self.policy.network.forward(weights, features.unsqueeze(0).expand(weights.shape[0], -1, -1))
-            loss = F.mse_loss(self.policy.outputs_to_targets(outputs), targets.expand_as(outputs))
-        else:
-            _, outputs = self._generate_fake(features)
-            loss = F.mse_loss(self.policy.outputs_to_targets(outputs), targets[: outputs.shape[0]])
-        self._optimizer_step(self.policy.generator_optimizer, loss)
-        return loss.item()
-
     def _discriminator_step(self, input_noise: float) -> float:
         """One step of ``D`` on real elite tuples vs generated ones (Algorithm 2, lines 14-18)."""
         features, targets, _ = self.elite_buffer.sample(self.batch_size)
@@ -382,15 +429,14 @@ class CEMAH(CEM):
     def _generator_step(self) -> float:
         """
         One adversarial step of the hypernetwork: ``-log D(fake)``, back-propagated into ``h`` (lines 19-22), plus
-        ``generator_mse_weight`` times the imitation MSE on the same states (0: the paper's pure adversarial step).
+        ``generator_imitation_weight`` times the imitation loss on the same states (0: the paper's pure adversarial step).
         """
-        features, targets, _ = self.elite_buffer.sample(self.batch_size)
+        features, targets, elites = self.elite_buffer.sample(self.batch_size)
         used, outputs = self._generate_fake(features)
         logits = self.policy.discriminator(used, self._fake_actions(outputs))
         loss = F.binary_cross_entropy_with_logits(logits, th.ones_like(logits))
-        if self.generator_mse_weight > 0:
-            mse = F.mse_loss(self.policy.outputs_to_targets(outputs), targets[: outputs.shape[0]])
-            loss = loss + self.generator_mse_weight * mse
+        if self.generator_imitation_weight > 0:
+            loss = loss + self.generator_imitation_weight * self._imitation_loss(features, targets, elites)
         self._optimizer_step(self.policy.generator_optimizer, loss)
         return loss.item()
 

@@ -21,6 +21,7 @@ class EliteBatch:
     :param elites: Which elite policy took each training tuple (ids unique within the buffer), shape ``(n_train,)``.
     :param held_out_features: Held-out states, shape ``(n_held_out, feature_dim)``.
     :param held_out_targets: Their elite actions, shape ``(n_held_out, target_dim)``.
+    :param held_out_elites: Which elite policy took each held-out tuple, shape ``(n_held_out,)``.
     :param elite_return: Mean episodic return of the elite policies the tuples come from.
     """
 
@@ -29,6 +30,7 @@ class EliteBatch:
     elites: th.Tensor
     held_out_features: th.Tensor
     held_out_targets: th.Tensor
+    held_out_elites: th.Tensor
     elite_return: float
 
     @property
@@ -42,6 +44,7 @@ class EliteBatch:
             self.elites.to(device),
             self.held_out_features.to(device),
             self.held_out_targets.to(device),
+            self.held_out_elites.to(device),
             self.elite_return,
         )
 
@@ -88,7 +91,7 @@ class EliteBuffer:
         self.batches: deque[EliteBatch] = deque()
         self._training: tuple[th.Tensor, th.Tensor, th.Tensor] | None = None
         self._n_elites_seen = 0
-        self._held_out: tuple[th.Tensor, th.Tensor] | None = None
+        self._held_out: tuple[th.Tensor, th.Tensor, th.Tensor] | None = None
 
     @property
     def size(self) -> int:
@@ -128,7 +131,13 @@ class EliteBuffer:
         held_out, training = order[:n_held_out], order[n_held_out:]
         self.batches.append(
             EliteBatch(
-                features[training], targets[training], elites[training], features[held_out], targets[held_out], elite_return
+                features[training],
+                targets[training],
+                elites[training],
+                features[held_out],
+                targets[held_out],
+                elites[held_out],
+                elite_return,
             )
         )
         while self.max_batches is not None and len(self.batches) > self.max_batches:
@@ -149,6 +158,7 @@ class EliteBuffer:
         self._held_out = (
             th.cat([batch.held_out_features for batch in batches]),
             th.cat([batch.held_out_targets for batch in batches]),
+            th.cat([batch.held_out_elites for batch in batches]),
         )
         return True
 
@@ -165,11 +175,18 @@ class EliteBuffer:
         features, targets, elites = (tensor[indices] for tensor in self._training)
         return features, targets, elites
 
-    def held_out(self) -> tuple[th.Tensor, th.Tensor]:
-        """:return: All held-out features ``(n_held_out, feature_dim)`` and targets ``(n_held_out, target_dim)``."""
+    def held_out(self) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """:return: All held-out features ``(n_held_out, feature_dim)``, targets ``(n_held_out, target_dim)`` and
+        elites ``(n_held_out,)``."""
         if self._held_out is None:
             raise RuntimeError("The elite buffer is empty")
         return self._held_out
+
+    def tuples(self) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """:return: Every stored tuple, training then held-out: features, targets and elites."""
+        if self._training is None or self._held_out is None:
+            raise RuntimeError("The elite buffer is empty")
+        return tuple(th.cat(pair) for pair in zip(self._training, self._held_out, strict=True))  # type: ignore[return-value]
 
     def to(self, device: th.device | str) -> EliteBuffer:
         """Move the stored tuples to ``device`` (in place) and return the buffer."""
@@ -202,5 +219,6 @@ def _drop_tuples(batch: EliteBatch, n: int) -> EliteBatch:
         batch.elites[n:],
         batch.held_out_features[n_held_out_dropped:],
         batch.held_out_targets[n_held_out_dropped:],
+        batch.held_out_elites[n_held_out_dropped:],
         batch.elite_return,
     )

@@ -15,7 +15,7 @@ from sb3_cemah.cemah.networks import Discriminator, HyperNetwork
 __all__ = ["ENSEMBLE_METHODS", "CEMAHPolicy", "MlpPolicy", "combine_box_actions"]
 
 # How the test-time ensemble combines its members' Box actions (see combine_box_actions).
-ENSEMBLE_METHODS = ("mean", "median", "medoid", "discriminator")
+ENSEMBLE_METHODS = ("mean", "mean_preactivation", "median", "medoid", "discriminator")
 
 
 class CEMAHPolicy(CEMPolicy):
@@ -146,10 +146,10 @@ class CEMAHPolicy(CEMPolicy):
             [-1, 1] actions (Box), shape ``(batch, output_dim)``.
         """
         weights = self.fixed_ensemble_weights() if deterministic else self.generate_weights(self.ensemble_size)
-        outputs = self.network.forward(weights, features.unsqueeze(0).expand(self.ensemble_size, -1, -1))
+        preactivations = self.network.forward(weights, features.unsqueeze(0).expand(self.ensemble_size, -1, -1), squash=False)
         if self.is_discrete:
-            return self.outputs_to_targets(outputs).mean(dim=0)
-        return combine_box_actions(outputs, self.ensemble_method, features, self.discriminator)
+            return self.outputs_to_targets(th.tanh(preactivations)).mean(dim=0)
+        return combine_box_actions(preactivations, self.ensemble_method, features, self.discriminator)
 
     def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:  # type: ignore[override]
         combined = self.ensemble_outputs(self.features(observation), deterministic)
@@ -160,24 +160,31 @@ class CEMAHPolicy(CEMPolicy):
         return th.distributions.Categorical(probs=combined).sample()
 
 
-def combine_box_actions(actions: th.Tensor, method: str, features: th.Tensor, discriminator: Discriminator) -> th.Tensor:
+def combine_box_actions(
+    preactivations: th.Tensor, method: str, features: th.Tensor, discriminator: Discriminator
+) -> th.Tensor:
     """
     One action per state from the ensemble members' Box actions.
 
     - ``mean``: the paper's average. Averaging two different gaits is neither gait: it can act worse than
       every member.
+    - ``mean_preactivation``: tanh of the members' mean pre-activation. For the linear policy it is the policy
+      with the members' mean weights, as CEM's mean policy is the mean of its elites.
     - ``median``: per action dimension.
     - ``medoid``: per state, the action of the member closest (L2, summed over the others) to all other
       members: an action some member really takes, from the largest group of members that agree.
     - ``discriminator``: average weighted by ``softmax`` of the discriminator's logit of each ``<s, a_k>``
       (the paper's suggested weighted average; the discriminator must have been trained).
 
-    :param actions: Members' actions in [-1, 1], shape ``(n_members, batch, action_dim)``.
+    :param preactivations: Members' outputs before their tanh, shape ``(n_members, batch, action_dim)``.
     :param method: One of :data:`ENSEMBLE_METHODS`.
     :param features: The states, shape ``(batch, input_dim)``.
     :param discriminator: Scores ``<s, a>`` for the ``discriminator`` method.
     :return: Shape ``(batch, action_dim)``.
     """
+    if method == "mean_preactivation":
+        return th.tanh(preactivations.mean(dim=0))
+    actions = th.tanh(preactivations)
     if method == "mean":
         return actions.mean(dim=0)
     if method == "median":

@@ -67,30 +67,33 @@ class FlatPolicyNetwork:
             layers.append((weight, bias))
         return layers
 
-    def forward(self, flat_weights: th.Tensor, features: th.Tensor) -> th.Tensor:
+    def forward(self, flat_weights: th.Tensor, features: th.Tensor, squash: bool = True) -> th.Tensor:
         """
         Outputs of each policy on its own batch of observations.
 
         :param flat_weights: Shape ``(n_policies, n_params)``.
         :param features: Preprocessed observations, shape ``(n_policies, batch, input_dim)``.
-        :return: tanh outputs in [-1, 1], shape ``(n_policies, batch, output_dim)``.
+        :param squash: Apply the output tanh; False returns the last layer's pre-activations.
+        :return: tanh outputs in [-1, 1] (or pre-activations), shape ``(n_policies, batch, output_dim)``.
         """
-        return self.forward_layers(self.unflatten(flat_weights), features)
+        return self.forward_layers(self.unflatten(flat_weights), features, squash)
 
-    def forward_layers(self, layers: list[tuple[th.Tensor, th.Tensor]], features: th.Tensor) -> th.Tensor:
+    def forward_layers(self, layers: list[tuple[th.Tensor, th.Tensor]], features: th.Tensor, squash: bool = True) -> th.Tensor:
         """
         :meth:`forward` on weights already split by :meth:`unflatten` (views that stay valid when the flat
         tensor is updated in place: the population evaluator splits once per population, not per step).
 
         :param layers: Output of :meth:`unflatten`.
         :param features: Shape ``(n_policies, batch, input_dim)``.
+        :param squash: Apply the output tanh.
         :return: Shape ``(n_policies, batch, output_dim)``.
         """
         hidden = features
         for index, (weight, bias) in enumerate(layers):
             hidden = th.baddbmm(bias, hidden, weight)
-            hidden = self._activation(hidden) if index < len(layers) - 1 else th.tanh(hidden)
-        return hidden
+            if index < len(layers) - 1:
+                hidden = self._activation(hidden)
+        return th.tanh(hidden) if squash else hidden
 
     def __post_init__(self) -> None:
         # Built once: instantiating the module at every forward costs more than a linear policy's matmul.
