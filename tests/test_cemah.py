@@ -12,12 +12,13 @@ import pytest
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_cemah import CEMAH
 from sb3_cemah.cemah.elite_buffer import EliteBuffer
+from sb3_cemah.cemah.networks import Discriminator
+from sb3_cemah.cemah.policies import combine_box_actions
 from sb3_cemah.common.population import evaluate_population
 
 # --------------------------------------------------------------------------------------------------------------
@@ -25,54 +26,56 @@ from sb3_cemah.common.population import evaluate_population
 # --------------------------------------------------------------------------------------------------------------
 
 
-def test_cemah_ensemble_solves_cartpole() -> None:
-    env = make_vec_env("CartPole-v1", n_envs=8, seed=0)
-    model = CEMAH(
-        "MlpPolicy",
-        env,
-        seed=0,
-        population_size=30,
-        elite_frac=0.2,
-        learning_rate=3e-3,
-        buffer_size=10_000,
-    )
-    model.learn(60_000)
-    mean_return, _ = evaluate_policy(model, make_vec_env("CartPole-v1", n_envs=5, seed=123), n_eval_episodes=10)
-    assert mean_return >= 475
+def seeded_returns(model: CEMAH, env_id: str, n_episodes: int = 10, seed: int = 1_000) -> tuple[float, float]:
+    """
+    Mean return of the ensemble (``model.predict``) and of the guiding CEM's mean policy on the same seeded episodes.
+    """
+    returns = []
+    for act_with_guide in (False, True):
+        env = gym.make(env_id)
+        total = 0.0
+        for episode in range(n_episodes):
+            obs, _ = env.reset(seed=seed + episode)
+            done = False
+            while not done:
+                if act_with_guide:
+                    with th.no_grad():
+                        features = model.policy.obs_to_features(obs[None])
+                        outputs = model.policy.network.forward(model.policy.mean[None], features[None])[0]
+                        action = model.policy.actions_to_env(model.policy.outputs_to_actions(outputs, True))[0]
+                else:
+                    action, _ = model.predict(obs, deterministic=True)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                done = terminated or truncated
+        returns.append(total / n_episodes)
+    return returns[0], returns[1]
 
 
-def test_cemah_improves_pendulum(tmp_path: Path, progress_csv: Callable) -> None:
-    """Both the guiding CEM's elites and the hypernetwork's ensemble improve over the first iteration."""
-    env = make_vec_env("Pendulum-v1", n_envs=8, seed=0)
-    model = CEMAH(
-        "MlpPolicy",
-        env,
-        seed=0,
-        population_size=20,
-        elite_frac=0.2,
-        n_eval_episodes=2,
-        learning_rate=3e-3,
-        # Imitation-heavy: the ensemble must follow the improving elites within a few iterations.
-        pretrain_steps=100,
-        discriminator_steps=5,
-        generator_steps=5,
-        buffer_size=10_000,
-        policy_kwargs={"net_arch": []},
-    )
-    model.set_logger(configure(str(tmp_path), ["csv"]))
+@pytest.mark.parametrize("seed", [1, 3])
+def test_cemah_ensemble_solves_cartpole_with_the_defaults(seed: int) -> None:
+    """Every default; on main before the nearest-elite imitation the ensemble scored 124 (seed 3) and 142 (seed 1)."""
+    model = CEMAH("MlpPolicy", make_vec_env("CartPole-v1", n_envs=8, seed=seed), seed=seed)
+    model.learn(150_000)
+    ensemble, guide = seeded_returns(model, "CartPole-v1")
+    assert guide >= 475
+    assert ensemble >= 475
 
-    def ensemble_return() -> float:
-        eval_env = make_vec_env("Pendulum-v1", n_envs=8, seed=100)
-        return float(evaluate_policy(model, eval_env, n_eval_episodes=32, deterministic=True)[0])
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_cemah_ensemble_follows_the_guide_on_pendulum(seed: int) -> None:
+    """
+    A small guide (population 20), every CEM-AH default: the ensemble acts as well as the guide's mean policy and
+    improves with it (measured: +294 and +106 over the first iteration on seeds 1 and 2, within 1 % of the guide).
+    """
+    model = CEMAH("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=8, seed=seed), seed=seed, population_size=20, elite_frac=0.2)
     model.learn(1)
-    after_first_iteration = ensemble_return()
-    model.learn(64_000, reset_num_timesteps=False)
-    assert model._n_iterations >= 8
-    # Seeds 0-2 gain 175-295 with this configuration (the mean policy of a linear CEM gains about as much).
-    assert ensemble_return() >= after_first_iteration + 150
-    elite_returns = progress_csv(tmp_path)["train/elite_return_mean"]
-    assert np.mean(elite_returns[-2:]) >= elite_returns[0] + 200
+    ensemble_first, _ = seeded_returns(model, "Pendulum-v1")
+    model.learn(60_000, reset_num_timesteps=False)
+    ensemble, guide = seeded_returns(model, "Pendulum-v1")
+    assert model._n_iterations >= 14
+    assert ensemble >= ensemble_first + 50
+    assert ensemble >= guide - 0.05 * abs(guide)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -246,7 +249,7 @@ def optimizer_tensors(optimizer: th.optim.Optimizer) -> list[th.Tensor]:
 
 
 def test_save_load_restores_the_whole_training_state(cartpole_vec: Callable, make_model: Callable, tmp_path: Path) -> None:
-    model = make_model("CEMAH", cartpole_vec(), learning_rate=lambda progress: 1e-3 * progress)
+    model = make_model("CEMAH", cartpole_vec(), learning_rate=lambda progress: 1e-3 * progress, use_discriminator=True)
     model.learn(1_000)
     model.save(tmp_path / "model")
     loaded = CEMAH.load(tmp_path / "model", env=cartpole_vec())
@@ -309,21 +312,27 @@ def test_discriminator_step_trains_only_the_discriminator(model_with_buffer: CEM
     assert all(changed(before_d, discriminator))
 
 
-def test_pretrain_step_reduces_the_imitation_error(model_with_buffer: CEMAH) -> None:
+@pytest.mark.parametrize("imitation_loss", ["nearest_elite", "mse"])
+def test_pretraining_reduces_the_imitation_error_and_stops_when_converged(
+    model_with_buffer: CEMAH, imitation_loss: str
+) -> None:
     model = model_with_buffer
-    before = parameters_of(model.policy.hypernetwork)
-    first = np.mean([model._pretrain_step() for _ in range(5)])
+    model.imitation_loss = imitation_loss
+    model.pretrain_steps = 2_000
+    before, error_before = parameters_of(model.policy.hypernetwork), model._imitation_error()
+    losses = model._pretrain()
     assert all(changed(before, model.policy.hypernetwork))
-    for _ in range(60):
-        last = model._pretrain_step()
-    assert last < first
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    assert model._imitation_error() < error_before
+    assert len(losses) < model.pretrain_steps  # the held-out loss stopped improving long before the cap
 
 
 @pytest.mark.parametrize(
     ("options", "absent", "present"),
     [
         ({"use_discriminator": False}, {"train/d_loss", "train/g_loss"}, {"train/mse_loss"}),
-        ({"pretrain": False}, {"train/mse_loss"}, {"train/d_loss", "train/g_loss"}),
+        ({"use_discriminator": True}, set(), {"train/mse_loss", "train/d_loss", "train/g_loss"}),
+        ({"pretrain": False, "use_discriminator": True}, {"train/mse_loss"}, {"train/d_loss", "train/g_loss"}),
         ({"pretrain": False, "use_discriminator": False}, {"train/mse_loss", "train/d_loss", "train/g_loss"}, set()),
     ],
 )
@@ -350,7 +359,7 @@ def test_ablations_skip_their_losses(
 
 
 def test_cemah_logs_its_keys(cartpole_vec: Callable, make_model: Callable, tmp_path: Path, progress_csv: Callable) -> None:
-    model = make_model("CEMAH", cartpole_vec())
+    model = make_model("CEMAH", cartpole_vec(), use_discriminator=True)
     model.set_logger(configure(str(tmp_path), ["csv"]))
     model.learn(1_500)
     logged = progress_csv(tmp_path)
@@ -365,6 +374,8 @@ def test_cemah_logs_its_keys(cartpole_vec: Callable, make_model: Callable, tmp_p
         "train/buffer_size",
         "train/buffer_return_mean",
         "train/generated_weight_distance",
+        "train/imitation_error",
+        "train/pretrain_steps",
     ]
     for key in keys:
         assert key in logged, key
@@ -403,14 +414,11 @@ class TwoPeakBandit(gym.Env):
         return np.ones(1, np.float32), float(reward), True, False, {}
 
 
-def generated_spread(model: CEMAH, n_policies: int = 64) -> tuple[float, float, float]:
-    """:return: the std of generated policies' actions on the bandit, that of the buffered elite actions, and the
-    mean pairwise distance of the generated weights."""
+def generated_actions(model: CEMAH, n_policies: int = 64) -> np.ndarray:
+    """The bandit actions of ``n_policies`` freshly generated policies, shape ``(n_policies,)``."""
     with th.no_grad():
         weights = model.policy.generate_weights(n_policies)
-        actions = model.policy.network.forward(weights, th.ones(n_policies, 1, 1))
-    elite_actions = model.elite_buffer.targets[: model.elite_buffer.size]
-    return float(actions.std()), float(elite_actions.std()), float(th.pdist(weights).mean())
+        return model.policy.network.forward(weights, th.ones(n_policies, 1, 1)).flatten().numpy()
 
 
 def bandit_model(seed: int, **kwargs: Any) -> CEMAH:
@@ -420,31 +428,37 @@ def bandit_model(seed: int, **kwargs: Any) -> CEMAH:
     return model
 
 
+def near_each_peak(actions: np.ndarray) -> tuple[float, float]:
+    """Shares of the actions within 0.2 of the peaks at -0.6 and +0.6."""
+    return float(np.mean(np.abs(actions + 0.6) < 0.2)), float(np.mean(np.abs(actions - 0.6) < 0.2))
+
+
 @pytest.mark.parametrize("seed", [0, 1])
-def test_adversarial_training_keeps_generated_policies_distinct(seed: int) -> None:
-    model = bandit_model(seed, buffer_size=2_000, pretrain=False, discriminator_steps=20, generator_steps=20)
-    action_std, elite_std, weight_distance = generated_spread(model)
-    assert elite_std > 0.3  # the elites do sit on both peaks
-    assert action_std >= 0.2 * elite_std
-    assert weight_distance > 0.1
+def test_nearest_elite_imitation_keeps_both_modes(seed: int) -> None:
+    """
+    The defaults' generated policies sit on both peaks, as the elites do; the paper's MSE (``imitation_loss="mse"``)
+    pulls every generated policy to the elites' mean action, between the peaks, where the reward is ~1e-7.
+    """
+    model = bandit_model(seed)
+    elite_actions = model.elite_buffer.tuples()[1].flatten().numpy()
+    assert min(near_each_peak(elite_actions)) >= 0.2  # the elites do sit on both peaks
+    assert min(near_each_peak(generated_actions(model))) >= 0.1
+
+    mse_actions = generated_actions(bandit_model(seed, imitation_loss="mse", use_discriminator=False))
+    assert max(near_each_peak(mse_actions)) < 0.1
+    assert mse_actions.std() < 0.3 * elite_actions.std()
 
 
-def test_default_adversarial_steps_keep_generated_policies_apart() -> None:
-    """
-    With the default hyper-parameters (50 MSE steps, 10 discriminator + 10 generator steps per iteration), the
-    adversarial steps keep the generated policies more spread over the elites' two modes than MSE pre-training
-    alone, which pulls every generated policy towards the elites' mean action (worthless here: the reward at 0
-    is ~1e-7). Measured spread ratios (generated / elites) over seeds 0-3: defaults 0.113, 0.083, 0.095, 0.104;
-    without the discriminator 0.032, 0.032, 0.038, 0.026. See
-    test_adversarial_training_keeps_generated_policies_distinct for the adversarial-only setting.
-    """
-    default_ratios, mse_only_ratios = [], []
-    for seed in range(4):
-        action_std, elite_std, _ = generated_spread(bandit_model(seed, buffer_size=2_000))
-        default_ratios.append(action_std / elite_std)
-        action_std, elite_std, _ = generated_spread(bandit_model(seed, buffer_size=2_000, use_discriminator=False))
-        mse_only_ratios.append(action_std / elite_std)
-    assert np.mean(default_ratios) >= 2 * np.mean(mse_only_ratios), (default_ratios, mse_only_ratios)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_adversarial_training_alone_keeps_generated_policies_distinct(seed: int) -> None:
+    model = bandit_model(seed, pretrain=False, use_discriminator=True, discriminator_steps=20, generator_steps=20)
+    untrained = generated_actions(bandit_model(seed, pretrain=False))
+    elite_std = float(model.elite_buffer.tuples()[1].std())
+    actions = generated_actions(model)
+    assert elite_std > 0.3
+    assert actions.std() >= 0.2 * elite_std
+    # The adversarial steps moved the generated actions towards the elites' (the untrained ones sit near 0).
+    assert np.mean(np.abs(np.abs(actions) - 0.6)) < np.mean(np.abs(np.abs(untrained) - 0.6))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -499,6 +513,46 @@ def test_cached_ensemble_weights_follow_every_parameter_change(cartpole_vec: Cal
         next(policy.hypernetwork.parameters()).mul_(2.0)
         policy.ensemble_noise.add_(1.0)
     assert_cache_is_current()
+
+
+def test_box_ensemble_combinations() -> None:
+    """Three members on two states: the combinations computed by hand."""
+    actions = th.tensor([[[0.5], [0.0]], [[0.6], [0.1]], [[-0.9], [0.8]]])  # (members, states, action_dim)
+    preactivations = th.atanh(actions)
+    features = th.zeros(2, 3)
+    discriminator = Discriminator(4, [8])
+
+    def combine(method: str) -> th.Tensor:
+        return combine_box_actions(preactivations, method, features, discriminator)
+
+    th.testing.assert_close(combine("mean"), th.tensor([[0.2 / 3], [0.3]]))
+    th.testing.assert_close(combine("median"), th.tensor([[0.5], [0.1]]))
+    th.testing.assert_close(combine("medoid"), th.tensor([[0.5], [0.1]]))  # the member closest to the others
+    th.testing.assert_close(combine("mean_preactivation"), th.tanh(preactivations.mean(dim=0)))
+    weighted = combine("discriminator")  # a convex combination of the members' actions, state by state
+    assert ((weighted >= actions.min(dim=0).values - 1e-6) & (weighted <= actions.max(dim=0).values + 1e-6)).all()
+
+
+def test_ensemble_method_reaches_predict(pendulum_vec: Callable, make_model: Callable) -> None:
+    model = make_model("CEMAH", pendulum_vec(), ensemble_method="median")
+    assert model.policy.ensemble_method == "median"
+    obs = np.array([[1.0, 0.3, -0.5]], dtype=np.float32)
+    with th.no_grad():
+        members = model.policy.network.forward(
+            model.policy.fixed_ensemble_weights(), model.policy.obs_to_features(obs).expand(4, -1, -1)
+        )
+    expected = 2.0 * members.median(dim=0).values.numpy()  # Pendulum's torque bound is 2
+    np.testing.assert_allclose(model.predict(obs, deterministic=True)[0], expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="ensemble_size is a CEMAH argument"):
+        make_model("CEMAH", pendulum_vec(), policy_kwargs={"ensemble_size": 5})
+
+
+def test_discrete_fakes_are_one_hot_with_the_softmax_gradient(model_with_buffer: CEMAH) -> None:
+    outputs = th.randn(6, 2, requires_grad=True)
+    fake = model_with_buffer._fake_actions(outputs)
+    th.testing.assert_close(fake.detach(), th.nn.functional.one_hot(outputs.argmax(dim=-1), 2).float())
+    fake[:, 0].sum().backward()
+    assert outputs.grad is not None and bool(outputs.grad.abs().sum() > 0)
 
 
 def test_stochastic_predict_samples(cartpole_vec: Callable, pendulum_vec: Callable, make_model: Callable) -> None:

@@ -125,6 +125,13 @@ def test_invalid_cem_hyperparameters(algo_name: str, kwargs: dict[str, Any], nam
         ({"discriminator_steps": -1}, "discriminator_steps"),
         ({"generator_steps": 2.5}, "generator_steps"),
         ({"discriminator_noise": -0.1}, "discriminator_noise"),
+        ({"batch_size": 50, "n_noise_samples": 100}, "batch_size \\(50\\) must be at least n_noise_samples"),
+        ({"buffer_batches": 0}, "buffer_batches"),
+        ({"imitation_loss": "l1"}, "imitation_loss"),
+        ({"coverage_weight": -1.0}, "coverage_weight"),
+        ({"generator_imitation_weight": -1.0}, "generator_imitation_weight"),
+        ({"ensemble_method": "vote"}, "ensemble_method"),
+        ({"policy_kwargs": {"ensemble_size": 5}}, "ensemble_size is a CEMAH argument"),
     ],
 )
 def test_invalid_cemah_hyperparameters(kwargs: dict[str, Any], name: str) -> None:

@@ -211,7 +211,9 @@ def test_sampler_merges_base_policy_kwargs() -> None:
             "learning_rate": 1e-4,
             "batch_size": 100,
             "ensemble_size": 5,
-            "pretrain_steps": 10,
+            "pretrain_steps": 300,
+            "coverage_weight": 0.3,
+            "buffer_batches": 2,
             "discriminator_steps": 1,
             "generator_steps": 1,
         }

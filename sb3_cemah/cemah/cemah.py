@@ -28,8 +28,8 @@ FAKE_LABEL = 0.1
 HELD_OUT_FRACTION = 0.1
 # The MSE pre-training checks the held-out loss every VALIDATION_INTERVAL steps and stops after
 # VALIDATION_PATIENCE checks without a 1 % improvement.
-VALIDATION_INTERVAL = 25
-VALIDATION_PATIENCE = 3
+VALIDATION_INTERVAL = 50
+VALIDATION_PATIENCE = 4
 # The pre-training losses (see CEMAH._imitation_loss).
 IMITATION_LOSSES = ("mse", "nearest_elite")
 # Key of the random stream of CEM-AH's training steps, beside the populations' (see CEM._population_rng).
@@ -43,27 +43,32 @@ class CEMAH(CEM):
     One iteration:
 
     1. update the guiding CEM (Algorithm 1, on the same VecEnv slots, see :class:`CEM`);
-    2. admit the elites' ``<s, a>`` tuples (every step of every elite episode) to a FIFO buffer when
-       their mean return is at least the buffer's;
-    3. pre-train the hypernetwork with MSE between generated policies' actions and the elites' actions
-       (``GenerateFake``: ``n_noise_samples`` policies, each on a slice of a batch of buffered states);
-    4. train the discriminator on real vs generated tuples (with input noise ``min(discriminator_noise,
-       1 / (1 + iteration))``), then the generator against it; the generator's loss back-propagates through
-       the generated weights into the hypernetwork (the authors' code cuts this gradient).
+    2. admit the elites' ``<s, a>`` tuples (every step of every elite episode, with the action each elite took)
+       to a FIFO buffer of the last ``buffer_batches`` admitted iterations, when their elites' mean return is at
+       least the buffer's;
+    3. pre-train the hypernetwork until the imitation converges (at most ``pretrain_steps`` steps, early
+       stopping on held-out tuples); by default each generated policy imitates the elite closest to it
+       (``imitation_loss="nearest_elite"``), the paper's MSE imitates the average elite (``"mse"``);
+    4. with ``use_discriminator=True``, train the discriminator on real vs generated tuples (with input noise
+       ``min(discriminator_noise, 1 / (1 + iteration))``), then the generator against it; the generator's loss
+       back-propagates through the generated weights into the hypernetwork (the authors' code cuts this
+       gradient). Off by default: measured on Walker2D, the adversarial steps pull the generated policies away
+       from the elites (see the README).
 
     Acting uses an ensemble of ``ensemble_size`` generated policies (see :class:`CEMAHPolicy`).
-    Memory: the elite buffer holds ``buffer_size`` tuples of ``4 * (obs_features + n_actions + 1)`` bytes;
-    during an iteration the raw observations of all candidates' steps are kept to extract the elites' tuples.
+    Memory: the elite buffer holds at most ``buffer_size`` tuples of ``4 * (obs_features + n_actions)`` bytes
+    (plus an 8-byte elite id); during an iteration the raw observations of all candidates' steps are kept to
+    extract the elites' tuples.
 
     :param policy: The policy model to use (``"MlpPolicy"`` or a :class:`CEMAHPolicy` subclass).
     :param env: The environment to learn from (if registered in Gym, can be str).
     :param learning_rate: Learning rate of the hypernetwork's and the discriminator's Adam, or a schedule of the
         remaining progress (1 to 0). The paper uses 1e-4 with ~3000 gradient steps per iteration; the default
-        takes fewer, larger steps (1e-3, 50 MSE + 10 discriminator + 10 generator steps) so that training costs a
-        fraction of the rollouts. MSE steps imitate the elites but pull every generated policy to their mean
-        action; adversarial steps keep the generated policies more spread over the elites' modes but imitate
-        less precisely (see the README for measurements).
-    :param buffer_size: Capacity of the elite buffer, in ``<s, a>`` tuples.
+        1e-3 converges within a few hundred steps.
+    :param buffer_size: Capacity of the elite buffer, in ``<s, a>`` tuples (a memory bound).
+    :param buffer_batches: Capacity of the elite buffer in admitted iterations (the authors' code keeps 100); the
+        default 1 imitates the latest admitted elites only: older elites are worse, and the nearest-elite loss
+        would let generated policies settle on them. None bounds the buffer by ``buffer_size`` only.
     :param batch_size: Buffered states per gradient step (the paper's ``|S_real|``).
     :param n_noise_samples: Generated policies per gradient step (the paper's M); each acts on
         ``batch_size // n_noise_samples`` of the states.
@@ -71,10 +76,12 @@ class CEMAH(CEM):
     :param ensemble_method: How the ensemble combines Box actions (``mean``, the paper's; ``median``, ``medoid``,
         ``discriminator``: see :func:`sb3_cemah.cemah.policies.combine_box_actions`). Discrete actions always
         use the paper's mean of the members' action probabilities.
-    :param pretrain_steps: MSE pre-training steps of the generator per iteration (G-MSE).
+    :param pretrain_steps: Most pre-training steps of the generator per iteration (G-MSE); fewer when the held-out
+        loss stops improving.
     :param discriminator_steps: Discriminator steps per iteration (D-Adv).
     :param generator_steps: Adversarial generator steps per iteration (G-Adv).
-    :param use_discriminator: False gives the paper's ablation without adversarial training.
+    :param use_discriminator: Adversarial training (Algorithm 2, lines 13-22). False (default) is the paper's
+        ablation without it.
     :param pretrain: False gives the paper's ablation without MSE pre-training.
     :param discriminator_noise: Largest std of the Gaussian noise added to the discriminator's inputs.
     :param imitation_loss: ``"nearest_elite"`` (each generated policy imitates the elite closest to it, plus a
@@ -111,15 +118,15 @@ class CEMAH(CEM):
         env: GymEnv | str,
         learning_rate: float | Schedule = 1e-3,
         buffer_size: int = 100_000,
-        buffer_batches: int | None = None,
+        buffer_batches: int | None = 1,
         batch_size: int = 500,
         n_noise_samples: int = 100,
         ensemble_size: int = 10,
         ensemble_method: str = "mean",
-        pretrain_steps: int = 50,
+        pretrain_steps: int = 1000,
         discriminator_steps: int = 10,
         generator_steps: int = 10,
-        use_discriminator: bool = True,
+        use_discriminator: bool = False,
         pretrain: bool = True,
         discriminator_noise: float = 0.1,
         generator_imitation_weight: float = 0.0,
@@ -201,6 +208,17 @@ class CEMAH(CEM):
                         f"Invalid hyper-parameter for {type(self).__name__}: {name} must be an int >= {minimum}, "
                         f"got {value!r}."
                     )
+        if self.batch_size < self.n_noise_samples:
+            raise ValueError(
+                f"Invalid hyper-parameter for {type(self).__name__}: batch_size ({self.batch_size}) must be at least "
+                f"n_noise_samples ({self.n_noise_samples}): GenerateFake gives each generated policy "
+                "batch_size // n_noise_samples states."
+            )
+        if self.buffer_batches is not None and not (isinstance(self.buffer_batches, Integral) and self.buffer_batches >= 1):
+            raise ValueError(
+                f"Invalid hyper-parameter for {type(self).__name__}: buffer_batches must be an int >= 1 or None, "
+                f"got {self.buffer_batches!r}."
+            )
         if self.imitation_loss not in IMITATION_LOSSES:
             raise ValueError(
                 f"Invalid hyper-parameter for {type(self).__name__}: imitation_loss must be one of "
@@ -299,6 +317,8 @@ class CEMAH(CEM):
         """
         losses: list[float] = []
         best, checks_without_improvement = float("inf"), 0
+        # The same noise at every check: the held-out loss then changes only with the hypernetwork.
+        validation_noise = self.policy.hypernetwork.sample_noise(self.n_noise_samples)
         while len(losses) < self.pretrain_steps:
             features, targets, elites = self.elite_buffer.sample(self.batch_size)
             loss = self._imitation_loss(features, targets, elites)
@@ -306,7 +326,7 @@ class CEMAH(CEM):
             losses.append(loss.item())
             if len(losses) % VALIDATION_INTERVAL == 0:
                 with th.no_grad():
-                    held_out_loss = float(self._imitation_loss(*self._held_out_tuples()))
+                    held_out_loss = float(self._imitation_loss(*self._held_out_tuples(), noise=validation_noise))
                 if held_out_loss < 0.99 * best:
                     best, checks_without_improvement = held_out_loss, 0
                 else:
@@ -322,7 +342,9 @@ class CEMAH(CEM):
             return self.elite_buffer.sample(self.batch_size)
         return features, targets, elites
 
-    def _imitation_loss(self, features: th.Tensor, targets: th.Tensor, elites: th.Tensor) -> th.Tensor:
+    def _imitation_loss(
+        self, features: th.Tensor, targets: th.Tensor, elites: th.Tensor, noise: th.Tensor | None = None
+    ) -> th.Tensor:
         """
         The pre-training loss (Algorithm 2, line 11) on a batch of elite tuples, per ``imitation_loss``:
 
@@ -337,23 +359,30 @@ class CEMAH(CEM):
         :param features: Shape ``(batch, input_dim)``.
         :param targets: Elite actions, shape ``(batch, output_dim)``.
         :param elites: Which elite took each tuple, shape ``(batch,)``.
+        :param noise: The generated policies' noise ``(n_policies, noise_dim)``; None draws ``n_noise_samples`` new ones.
         :return: Scalar loss.
         """
         if self.imitation_loss == "mse":
-            _, outputs = self._generate_fake(features)
+            _, outputs = self._generate_fake(features, noise)
             return F.mse_loss(self.policy.outputs_to_targets(outputs), targets[: outputs.shape[0]])
-        errors = self._errors_per_elite(features, targets, elites, squared=True)
-        return errors.min(dim=1).values.mean() + self.coverage_weight * errors.min(dim=0).values.mean()
+        errors = self._errors_per_elite(features, targets, elites, squared=True, noise=noise)
+        # Each elite pulls its share of the policies (n_policies // n_elites nearest), so that every mode keeps some.
+        share = max(1, errors.shape[0] // errors.shape[1])
+        coverage = errors.topk(share, dim=0, largest=False).values.mean()
+        return errors.min(dim=1).values.mean() + self.coverage_weight * coverage
 
-    def _errors_per_elite(self, features: th.Tensor, targets: th.Tensor, elites: th.Tensor, squared: bool) -> th.Tensor:
+    def _errors_per_elite(
+        self, features: th.Tensor, targets: th.Tensor, elites: th.Tensor, squared: bool, noise: th.Tensor | None = None
+    ) -> th.Tensor:
         """
-        Error of ``n_noise_samples`` freshly generated policies on each elite's tuples.
+        Error of generated policies on each elite's tuples.
 
         :param squared: Mean squared error of the action targets (probabilities for Discrete) when True; otherwise
             the imitation error (greedy-action disagreement for Discrete, action MSE for Box).
+        :param noise: The policies' noise ``(n_policies, noise_dim)``; None draws ``n_noise_samples`` new ones.
         :return: Shape ``(n_policies, n_elites_in_batch)``.
         """
-        weights = self.policy.generate_weights(self.n_noise_samples)
+        weights = self._generated_weights(noise)
         outputs = self.policy.network.forward(weights, features.unsqueeze(0).expand(weights.shape[0], -1, -1))
         if squared or not self.policy.is_discrete:
             errors = (self.policy.outputs_to_targets(outputs) - targets).square().mean(dim=-1)
@@ -374,18 +403,27 @@ class CEMAH(CEM):
             errors = self._errors_per_elite(*self._held_out_tuples(), squared=False)
         return float(errors.min(dim=1).values.mean())
 
-    def _generate_fake(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    def _generated_weights(self, noise: th.Tensor | None) -> th.Tensor:
+        """:return: Weights ``(n_policies, n_params)`` generated from ``noise``, or from ``n_noise_samples`` new vectors."""
+        if noise is None:
+            noise = self.policy.hypernetwork.sample_noise(self.n_noise_samples)
+        return self.policy.hypernetwork(noise)
+
+    def _generate_fake(self, features: th.Tensor, noise: th.Tensor | None = None) -> tuple[th.Tensor, th.Tensor]:
         """
         ``GenerateFake`` of Algorithm 2: split the states among ``n_noise_samples`` freshly generated policies.
 
         :param features: Buffered states, shape ``(batch, input_dim)``.
+        :param noise: The policies' noise ``(n_noise_samples, noise_dim)``; None draws new ones.
         :return: The states used (``n_policies * (batch // n_policies)`` of them, shape ``(n_used, input_dim)``),
             and the generated policies' outputs on them, ``(n_used, output_dim)``.
         """
-        n_policies = min(self.n_noise_samples, features.shape[0])
+        weights = self._generated_weights(noise)
+        # Held-out sets can hold fewer states than policies (sampled batches cannot: batch_size >= n_noise_samples).
+        n_policies = min(weights.shape[0], features.shape[0])
+        weights = weights[:n_policies]
         per_policy = features.shape[0] // n_policies
         used = features[: n_policies * per_policy]
-        weights = self.policy.generate_weights(n_policies)
         outputs = self.policy.network.forward(weights, used.reshape(n_policies, per_policy, -1))
         return used, outputs.reshape(n_policies * per_policy, -1)
 

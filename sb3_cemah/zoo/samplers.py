@@ -101,7 +101,8 @@ def sample_cem_params(trial: optuna.Trial, n_actions: int, n_envs: int, addition
 def sample_cemah_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
     """
     Sampler for CEM-AH: what :func:`sample_cem_params` samples, plus the learning rate, mini-batch size,
-    ensemble size K and the number of pre-training, discriminator and generator steps per iteration.
+    ensemble size K, the pre-training's step cap and coverage weight, the buffer's capacity in iterations and the
+    number of discriminator and generator steps per iteration.
 
     :param trial: The Optuna trial.
     :param n_actions: Size of a ``Box`` action space (unused, part of rl-zoo3's signature).
@@ -114,11 +115,14 @@ def sample_cemah_params(trial: optuna.Trial, n_actions: int, n_envs: int, additi
         {
             # The paper's grid is {1e-3, 5e-3, 1e-4}, best 1e-4.
             "learning_rate": trial.suggest_float("learning_rate", 1e-5, 5e-3, log=True),
-            # The paper's grid is {50, 100, 1000}; the authors' code uses 500.
-            "batch_size": trial.suggest_categorical("batch_size", [50, 100, 500, 1000]),
+            # The paper's grid is {50, 100, 1000}; the authors' code uses 500. At least n_noise_samples (100).
+            "batch_size": trial.suggest_categorical("batch_size", [100, 500, 1000]),
             # K, the test-time ensemble (the paper uses 10).
             "ensemble_size": trial.suggest_categorical("ensemble_size", [1, 5, 10, 20]),
-            "pretrain_steps": trial.suggest_categorical("pretrain_steps", [10, 50, 100, 300]),
+            # The cap of the converging pre-training, its coverage term, and the buffer's capacity in iterations.
+            "pretrain_steps": trial.suggest_categorical("pretrain_steps", [300, 1000, 2000]),
+            "coverage_weight": trial.suggest_categorical("coverage_weight", [0.1, 0.3, 1.0]),
+            "buffer_batches": trial.suggest_categorical("buffer_batches", [1, 2, 5]),
             "discriminator_steps": trial.suggest_categorical("discriminator_steps", [1, 5, 20]),
             "generator_steps": trial.suggest_categorical("generator_steps", [1, 5, 20]),
         }
