@@ -78,6 +78,18 @@ def test_cemah_ensemble_follows_the_guide_on_pendulum(seed: int) -> None:
     assert ensemble >= guide - 0.05 * abs(guide)
 
 
+def test_cemah_guide_is_the_cem_of_the_same_seed(cartpole_vec: Callable, make_model: Callable) -> None:
+    """
+    The guide's populations do not depend on CEM-AH's training (its steps draw from their own stream): a CEM-AH
+    run's guide is the CEM run of the same seed, so "CEM at equal budget" is the guide's mean policy.
+    """
+    cem, cemah = make_model("CEM", cartpole_vec(), seed=5), make_model("CEMAH", cartpole_vec(), seed=5)
+    cem.learn(2_000)
+    cemah.learn(2_000)
+    assert cemah._n_iterations == cem._n_iterations >= 3
+    assert th.equal(cemah.policy.mean, cem.policy.mean) and th.equal(cemah.policy.std, cem.policy.std)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The elite buffer
 # --------------------------------------------------------------------------------------------------------------
