@@ -121,6 +121,16 @@ def test_buffer_admits_first_batch_and_then_only_batches_at_least_as_good() -> N
     assert stored_features(buffer) == list(map(float, range(45)))
 
 
+def test_buffer_without_gate_admits_worse_batches() -> None:
+    gated, open_buffer = EliteBuffer(100, max_batches=1), EliteBuffer(100, max_batches=1, gate=False)
+    for buffer in (gated, open_buffer):
+        buffer.admit(*tuples(0, 10), elite_return=100.0)  # a lucky iteration
+    assert not gated.admit(*tuples(10, 10), elite_return=50.0)
+    assert stored_features(gated) == list(map(float, range(10)))  # frozen on the lucky batch
+    assert open_buffer.admit(*tuples(10, 10), elite_return=50.0)
+    assert stored_features(open_buffer) == list(map(float, range(10, 20))) and open_buffer.return_mean == 50.0
+
+
 def test_buffer_holds_out_a_tenth_of_each_batch_with_its_targets_and_elites() -> None:
     buffer = EliteBuffer(1_000, held_out_fraction=0.1)
     th.manual_seed(0)

@@ -69,6 +69,10 @@ class CEMAH(CEM):
     :param buffer_batches: Capacity of the elite buffer in admitted iterations (the authors' code keeps 100); the
         default 1 imitates the latest admitted elites only: older elites are worse, and the nearest-elite loss
         would let generated policies settle on them. None bounds the buffer by ``buffer_size`` only.
+    :param buffer_gate: Admit an iteration's elites only when their mean return is at least the buffer's (the
+        paper's gate). The bar only rises, so on a noisy env one lucky iteration keeps every later one out (with
+        ``buffer_batches=1`` the generator then imitates that iteration's elites for the rest of the run); False
+        admits every iteration (imitate the current elites).
     :param batch_size: Buffered states per gradient step (the paper's ``|S_real|``).
     :param n_noise_samples: Generated policies per gradient step (the paper's M); each acts on
         ``batch_size // n_noise_samples`` of the states.
@@ -119,6 +123,7 @@ class CEMAH(CEM):
         learning_rate: float | Schedule = 1e-3,
         buffer_size: int = 100_000,
         buffer_batches: int | None = 1,
+        buffer_gate: bool = True,
         batch_size: int = 500,
         n_noise_samples: int = 100,
         ensemble_size: int = 10,
@@ -151,6 +156,7 @@ class CEMAH(CEM):
     ):
         self.buffer_size = buffer_size
         self.buffer_batches = buffer_batches
+        self.buffer_gate = buffer_gate
         self.batch_size = batch_size
         self.n_noise_samples = n_noise_samples
         self.ensemble_size = ensemble_size
@@ -247,7 +253,9 @@ class CEMAH(CEM):
 
     def _setup_model(self) -> None:
         super()._setup_model()
-        self.elite_buffer = EliteBuffer(self.buffer_size, self.buffer_batches, HELD_OUT_FRACTION, self.device)
+        self.elite_buffer = EliteBuffer(
+            self.buffer_size, self.buffer_batches, HELD_OUT_FRACTION, self.buffer_gate, self.device
+        )
 
     def train(self, weights: th.Tensor, result: PopulationResult) -> None:
         """
