@@ -579,9 +579,17 @@ def test_discrete_fakes_are_one_hot_with_the_softmax_gradient(model_with_buffer:
 
 def test_stochastic_predict_samples(cartpole_vec: Callable, pendulum_vec: Callable, make_model: Callable) -> None:
     model = make_model("CEMAH", cartpole_vec())
-    obs = np.stack([model.observation_space.sample() for _ in range(64)])
-    draws = np.stack([model.predict(obs, deterministic=False)[0] for _ in range(10)])
-    assert (draws != draws[0]).any(axis=0).sum() >= 5  # several observations get different actions
+    # Every generated policy outputs tanh(1) and tanh(-1): probabilities softmax(0.76, -0.76) = (0.82, 0.18).
+    last_bias_head = model.policy.hypernetwork.bias_heads[-1][-1]
+    with th.no_grad():
+        for head in (*model.policy.hypernetwork.weight_heads, *model.policy.hypernetwork.bias_heads):
+            head[-1].weight.zero_()
+            head[-1].bias.zero_()
+        last_bias_head.bias.copy_(th.tensor([1.0, -1.0]))
+    obs = np.stack([model.observation_space.sample() for _ in range(500)])
+    draws = model.predict(obs, deterministic=False)[0]
+    assert abs(np.mean(draws == 0) - float(th.softmax(th.tanh(th.tensor([1.0, -1.0])), 0)[0])) < 0.05  # not uniform
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], 0)  # greedy: always the likelier action
 
     box_model = make_model("CEMAH", pendulum_vec())
     box_obs = np.array([[1.0, 0.3, -0.5]], dtype=np.float32)
