@@ -13,7 +13,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_cemah import CEMAH
 from sb3_cemah.cemah.elite_buffer import EliteBuffer
@@ -210,6 +210,25 @@ def test_model_admits_exactly_the_elite_steps(cartpole_vec: Callable, make_model
     worse = evaluate_population(env, policy, th.zeros(10, policy.network.n_params), record=True)  # ~9 steps each
     assert worse.returns.max() < result.returns[elite].mean()
     assert not model._admit_elites(worse)
+
+
+def test_buffered_features_follow_the_vec_normalize_statistics(make_model: Callable) -> None:
+    """Under VecNormalize the buffer holds the elites' raw observations normalised with the latest statistics."""
+    env = VecNormalize(make_vec_env("CartPole-v1", n_envs=3, seed=0), norm_reward=False)
+    model = make_model("CEMAH", env, population_size=10, elite_frac=0.3)
+    policy = model.policy
+    weights = policy.sample_weights(10)
+    result = evaluate_population(env, policy, weights, record=True)
+    assert result.original_observations is not None
+    assert model._admit_elites(result)
+
+    elite = np.argsort(-result.returns, kind="stable")[:3]
+    is_elite_step = np.isin(result.step_candidates, elite)
+    expected = policy.obs_to_features(env.normalize_obs(result.original_observations[is_elite_step]))
+    stale = policy.obs_to_features(result.observations[is_elite_step])  # each normalised with its step's statistics
+    features = model.elite_buffer.tuples()[0]
+    assert not th.allclose(expected, stale)
+    th.testing.assert_close(features[th.argsort(features[:, 0])], expected[th.argsort(expected[:, 0])])
 
 
 def test_buffer_size_is_bounded_during_learning(

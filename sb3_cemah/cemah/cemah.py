@@ -310,7 +310,14 @@ class CEMAH(CEM):
         assert result.observations is not None and result.actions is not None and result.step_candidates is not None
         elite = self._elite_indices(result.returns)
         is_elite_step = np.isin(result.step_candidates, elite)
-        features = self.policy.obs_to_features(result.observations[is_elite_step])
+        observations = result.observations[is_elite_step]
+        if self._vec_normalize_env is not None and result.original_observations is not None:
+            # Normalised with the statistics the coming generated policies will act on (those after this rollout),
+            # not those of each step: they drift during the rollout. Older batches keep their own iteration's.
+            normalized = self._vec_normalize_env.normalize_obs(result.original_observations[is_elite_step])
+            assert isinstance(normalized, np.ndarray)  # Dict observations are refused at construction
+            observations = normalized
+        features = self.policy.obs_to_features(observations)
         targets = self.policy.actions_to_targets(result.actions[th.as_tensor(is_elite_step, device=result.actions.device)])
         elites = th.as_tensor(result.step_candidates[is_elite_step])
         return self.elite_buffer.admit(features, targets, float(np.mean(result.returns[elite])), elites)
