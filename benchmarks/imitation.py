@@ -95,20 +95,26 @@ def evaluate(model: CEMAH, env_id: str, last_population: tuple[th.Tensor, Popula
     )
     names = ["guide", "best_elite", *(f"member_{k}" for k in range(len(members)))]
     returns = {name: row.tolist() for name, row in zip(names, flat_returns, strict=True)}
-    returns["ensemble"] = ensemble_returns(model, env_id, args)
+    returns["ensemble"] = ensemble_returns(model, env_id, args.episodes, args.eval_seed, args.deterministic)
     if not model.policy.is_discrete:
         configured = model.policy.ensemble_method
         for method in ENSEMBLE_METHODS:
             model.policy.ensemble_method = method
-            returns[f"ensemble_{method}"] = ensemble_returns(model, env_id, args)
+            returns[f"ensemble_{method}"] = ensemble_returns(model, env_id, args.episodes, args.eval_seed, args.deterministic)
         model.policy.ensemble_method = configured
     return returns
 
 
-def ensemble_returns(model: CEMAH, env_id: str, args: argparse.Namespace) -> list[float]:
+def ensemble_returns(model: CEMAH, env_id: str, n_episodes: int, eval_seed: int, deterministic: bool = True) -> list[float]:
     """Returns of ``model.predict`` (the ensemble, as users and rl-zoo3 see it) on the seeded episodes."""
-    act: ActFn = lambda obs: model.predict(obs, deterministic=args.deterministic)[0]  # noqa: E731
-    return seeded_returns(env_id, act, 1, args.episodes, args.eval_seed)[0].tolist()
+    act: ActFn = lambda obs: model.predict(obs, deterministic=deterministic)[0]  # noqa: E731
+    return seeded_returns(env_id, act, 1, n_episodes, eval_seed)[0].tolist()
+
+
+def guide_returns(model: CEMAH, env_id: str, n_episodes: int, eval_seed: int, deterministic: bool = True) -> list[float]:
+    """Returns of the guiding CEM's mean policy (the CEM run of the same seed) on the seeded episodes."""
+    act = flat_policies_actor(model, model.policy.mean[None], n_episodes, deterministic)
+    return seeded_returns(env_id, act, 1, n_episodes, eval_seed)[0].tolist()
 
 
 def run(env_id: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:

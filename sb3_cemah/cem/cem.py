@@ -201,9 +201,10 @@ class CEM(BaseAlgorithm):
         """
         assert self.env is not None
         self.num_timesteps += self.env.num_envs
-        dones = dones & counted
-        # An idle slot's info without its episode record: callbacks that read Monitor infos skip it too.
-        infos = [info if slot_counted else {} for info, slot_counted in zip(infos, counted, strict=True)]
+        if not counted.all():  # only at the end of a population: no per-step list rebuilding otherwise
+            dones = dones & counted
+            # An idle slot's info without its episode record: callbacks that read Monitor infos skip it too.
+            infos = [info if slot_counted else {} for info, slot_counted in zip(infos, counted, strict=True)]
         self._episode_num += int(np.sum(dones))
         self._update_info_buffer(infos, dones)
         self._last_obs = new_obs  # type: ignore[assignment]
@@ -286,10 +287,22 @@ class CEM(BaseAlgorithm):
         ``learn(reset_num_timesteps=False)`` continues exactly as an uninterrupted run would.
         """
         assert self.env is not None
-        torch_seed, env_seed = np.random.SeedSequence([self._run_seed, self._n_iterations]).generate_state(2)
-        self.env.seed(int(env_seed))
-        with self._seeded_torch(int(torch_seed)):
+        torch_seed, env_seed = self._iteration_seeds(2)
+        self.env.seed(env_seed)
+        with self._seeded_torch(torch_seed):
             yield
+
+    def _iteration_seeds(self, n_seeds: int, *stream: int) -> list[int]:
+        """
+        Seeds that depend only on the run's seed, the iteration number and ``stream`` (a key that keeps the
+        populations' draws and, e.g., CEM-AH's training steps apart).
+
+        :param n_seeds: How many seeds to draw.
+        :param stream: Extra keys of the seed sequence (none for the populations).
+        :return: ``n_seeds`` 32-bit seeds.
+        """
+        state = np.random.SeedSequence([self._run_seed, self._n_iterations, *stream]).generate_state(n_seeds)
+        return [int(seed) for seed in state]
 
     @contextlib.contextmanager
     def _seeded_torch(self, seed: int) -> Iterator[None]:

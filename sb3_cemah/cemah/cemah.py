@@ -267,7 +267,7 @@ class CEMAH(CEM):
         super().train(weights, result)
         # The buffer's held-out split and the gradient steps draw from a stream of (run seed, iteration), like the
         # populations: a run resumed from a saved model and elite buffer continues exactly.
-        training_seed = int(np.random.SeedSequence([self._run_seed, self._n_iterations, TRAINING_STREAM]).generate_state(1)[0])
+        (training_seed,) = self._iteration_seeds(1, TRAINING_STREAM)
         with self._seeded_torch(training_seed):
             admitted = self._admit_elites(result)
             pretrain_seconds, adversarial_seconds = self._train_generator()
@@ -420,9 +420,7 @@ class CEMAH(CEM):
 
     def _generated_weights(self, noise: th.Tensor | None) -> th.Tensor:
         """:return: Weights ``(n_policies, n_params)`` generated from ``noise``, or from ``n_noise_samples`` new vectors."""
-        if noise is None:
-            noise = self.policy.hypernetwork.sample_noise(self.n_noise_samples)
-        return self.policy.hypernetwork(noise)
+        return self.policy.generate_weights(self.n_noise_samples) if noise is None else self.policy.hypernetwork(noise)
 
     def _generate_fake(self, features: th.Tensor, noise: th.Tensor | None = None) -> tuple[th.Tensor, th.Tensor]:
         """
@@ -456,8 +454,7 @@ class CEMAH(CEM):
             return outputs
         probabilities = self.policy.outputs_to_targets(outputs)
         actions = self.policy.outputs_to_actions(outputs, deterministic=not self.stochastic_candidates)
-        one_hot = F.one_hot(actions, outputs.shape[-1]).to(probabilities.dtype)
-        return one_hot + probabilities - probabilities.detach()
+        return self.policy.actions_to_targets(actions) + probabilities - probabilities.detach()
 
     def _discriminator_step(self, input_noise: float) -> float:
         """One step of ``D`` on real elite tuples vs generated ones (Algorithm 2, lines 14-18)."""

@@ -4,11 +4,39 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch as th
 
-__all__ = ["EliteBatch", "EliteBuffer"]
+__all__ = ["EliteBatch", "EliteBuffer", "EliteTuples"]
+
+
+class EliteTuples(NamedTuple):
+    """
+    Elite ``<s, a>`` tuples and the elite policy that took each.
+
+    :param features: States, shape ``(n, feature_dim)``.
+    :param targets: The elites' actions, shape ``(n, target_dim)``.
+    :param elites: Which elite policy took each tuple (ids unique within the buffer), shape ``(n,)``.
+    """
+
+    features: th.Tensor
+    targets: th.Tensor
+    elites: th.Tensor
+
+    def __len__(self) -> int:  # type: ignore[override]
+        return self.features.shape[0]
+
+    def select(self, indices: th.Tensor | slice) -> EliteTuples:
+        """:return: The tuples at ``indices``."""
+        return EliteTuples(*(tensor[indices] for tensor in self))
+
+    def to(self, device: th.device) -> EliteTuples:
+        return EliteTuples(*(tensor.to(device) for tensor in self))
+
+    @staticmethod
+    def concatenate(parts: list[EliteTuples]) -> EliteTuples:
+        return EliteTuples(*(th.cat(field) for field in zip(*parts, strict=True)))
 
 
 @dataclass
@@ -16,36 +44,27 @@ class EliteBatch:
     """
     The tuples one iteration's elites brought, split into training and held-out tuples.
 
-    :param features: Training states, shape ``(n_train, feature_dim)``.
-    :param targets: Their elite actions, shape ``(n_train, target_dim)``.
-    :param elites: Which elite policy took each training tuple (ids unique within the buffer), shape ``(n_train,)``.
-    :param held_out_features: Held-out states, shape ``(n_held_out, feature_dim)``.
-    :param held_out_targets: Their elite actions, shape ``(n_held_out, target_dim)``.
-    :param held_out_elites: Which elite policy took each held-out tuple, shape ``(n_held_out,)``.
+    :param training: Tuples the imitation trains on.
+    :param held_out: Tuples it is judged on.
     :param elite_return: Mean episodic return of the elite policies the tuples come from.
     """
 
-    features: th.Tensor
-    targets: th.Tensor
-    elites: th.Tensor
-    held_out_features: th.Tensor
-    held_out_targets: th.Tensor
-    held_out_elites: th.Tensor
+    training: EliteTuples
+    held_out: EliteTuples
     elite_return: float
 
     @property
     def size(self) -> int:
-        return self.features.shape[0] + self.held_out_features.shape[0]
+        return len(self.training) + len(self.held_out)
 
     def to(self, device: th.device) -> EliteBatch:
+        return EliteBatch(self.training.to(device), self.held_out.to(device), self.elite_return)
+
+    def without(self, n: int) -> EliteBatch:
+        """The batch without ``n`` of its tuples (training tuples first; held-out ones only when none are left)."""
+        n_held_out = max(n - len(self.training), 0)
         return EliteBatch(
-            self.features.to(device),
-            self.targets.to(device),
-            self.elites.to(device),
-            self.held_out_features.to(device),
-            self.held_out_targets.to(device),
-            self.held_out_elites.to(device),
-            self.elite_return,
+            self.training.select(slice(n, None)), self.held_out.select(slice(n_held_out, None)), self.elite_return
         )
 
 
@@ -93,9 +112,10 @@ class EliteBuffer:
         self.gate = gate
         self.device = th.device(device)
         self.batches: deque[EliteBatch] = deque()
-        self._training: tuple[th.Tensor, th.Tensor, th.Tensor] | None = None
         self._n_elites_seen = 0
-        self._held_out: tuple[th.Tensor, th.Tensor, th.Tensor] | None = None
+        # Derived from ``batches`` (see _concatenate_batches): sampling at every gradient step reads them.
+        self._training: EliteTuples | None = None
+        self._held_out: EliteTuples | None = None
 
     @property
     def size(self) -> int:
@@ -121,29 +141,20 @@ class EliteBuffer:
         """
         if self.gate and elite_return < self.return_mean:
             return False
-        features = features[-self.buffer_size :].to(self.device, th.float32)
-        targets = targets[-self.buffer_size :].to(self.device, th.float32)
-        labels = th.zeros(features.shape[0], dtype=th.long) if elites is None else elites[-self.buffer_size :]
-        _, elites = th.unique(labels.to(self.device), return_inverse=True)
-        elites = elites + self._n_elites_seen  # unique across batches
-        self._n_elites_seen = int(elites.max()) + 1
-        n_held_out = round(self.held_out_fraction * features.shape[0])
-        if self.held_out_fraction > 0 and features.shape[0] >= 2:
+        labels = th.zeros(features.shape[0], dtype=th.long) if elites is None else elites
+        _, elite_ids = th.unique(labels[-self.buffer_size :].to(self.device), return_inverse=True)
+        tuples = EliteTuples(
+            features[-self.buffer_size :].to(self.device, th.float32),
+            targets[-self.buffer_size :].to(self.device, th.float32),
+            elite_ids + self._n_elites_seen,  # unique across batches
+        )
+        self._n_elites_seen = int(tuples.elites.max()) + 1
+        n_held_out = round(self.held_out_fraction * len(tuples))
+        if self.held_out_fraction > 0 and len(tuples) >= 2:
             n_held_out = max(n_held_out, 1)
         # Held-out tuples drawn at random (torch's global RNG): consecutive steps of an episode are alike.
-        order = th.randperm(features.shape[0], device=self.device)
-        held_out, training = order[:n_held_out], order[n_held_out:]
-        self.batches.append(
-            EliteBatch(
-                features[training],
-                targets[training],
-                elites[training],
-                features[held_out],
-                targets[held_out],
-                elites[held_out],
-                elite_return,
-            )
-        )
+        order = th.randperm(len(tuples), device=self.device)
+        self.batches.append(EliteBatch(tuples.select(order[n_held_out:]), tuples.select(order[:n_held_out]), elite_return))
         while self.max_batches is not None and len(self.batches) > self.max_batches:
             self.batches.popleft()
         # The newest batch fits on its own (truncated above), so this only trims older batches.
@@ -152,77 +163,55 @@ class EliteBuffer:
             if excess >= self.batches[0].size:
                 self.batches.popleft()
             else:
-                self.batches[0] = _drop_tuples(self.batches[0], excess)
-        batches = self.batches
-        self._training = (
-            th.cat([batch.features for batch in batches]),
-            th.cat([batch.targets for batch in batches]),
-            th.cat([batch.elites for batch in batches]),
-        )
-        self._held_out = (
-            th.cat([batch.held_out_features for batch in batches]),
-            th.cat([batch.held_out_targets for batch in batches]),
-            th.cat([batch.held_out_elites for batch in batches]),
-        )
+                self.batches[0] = self.batches[0].without(excess)
+        self._concatenate_batches()
         return True
 
-    def sample(self, batch_size: int) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    def _concatenate_batches(self) -> None:
+        """Refresh the concatenated training and held-out tuples of all stored batches."""
+        self._training = EliteTuples.concatenate([batch.training for batch in self.batches])
+        self._held_out = EliteTuples.concatenate([batch.held_out for batch in self.batches])
+
+    def sample(self, batch_size: int) -> EliteTuples:
         """
         Uniform sample of training tuples, with replacement (torch's global RNG).
 
         :return: Features ``(batch_size, feature_dim)``, targets ``(batch_size, target_dim)`` and the elite that took
             each tuple ``(batch_size,)``.
         """
-        if self._training is None or self._training[0].shape[0] == 0:
+        if self._training is None or len(self._training) == 0:
             raise RuntimeError("The elite buffer is empty")
-        indices = th.randint(0, self._training[0].shape[0], (batch_size,), device=self.device)
-        features, targets, elites = (tensor[indices] for tensor in self._training)
-        return features, targets, elites
+        return self._training.select(th.randint(0, len(self._training), (batch_size,), device=self.device))
 
-    def held_out(self) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    def held_out(self) -> EliteTuples:
         """:return: All held-out features ``(n_held_out, feature_dim)``, targets ``(n_held_out, target_dim)`` and
         elites ``(n_held_out,)``."""
         if self._held_out is None:
             raise RuntimeError("The elite buffer is empty")
         return self._held_out
 
-    def tuples(self) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    def tuples(self) -> EliteTuples:
         """:return: Every stored tuple, training then held-out: features, targets and elites."""
         if self._training is None or self._held_out is None:
             raise RuntimeError("The elite buffer is empty")
-        return tuple(th.cat(pair) for pair in zip(self._training, self._held_out, strict=True))  # type: ignore[return-value]
+        return EliteTuples.concatenate([self._training, self._held_out])
 
     def to(self, device: th.device | str) -> EliteBuffer:
         """Move the stored tuples to ``device`` (in place) and return the buffer."""
         self.device = th.device(device)
         self.batches = deque(batch.to(self.device) for batch in self.batches)
-        for name in ("_training", "_held_out"):
-            tensors = getattr(self, name)
-            if tensors is not None:
-                setattr(self, name, tuple(tensor.to(self.device) for tensor in tensors))
+        if self.batches:
+            self._concatenate_batches()
         return self
 
     def __getstate__(self) -> dict[str, Any]:
-        # Pickled with CPU tensors (like SB3's numpy buffers): the file loads on a machine without the GPU.
-        state = self.__dict__.copy()
-        state["device"] = th.device("cpu")
+        # Pickled with CPU tensors (like SB3's numpy buffers), so that the file loads on a machine without the
+        # GPU; the concatenated caches are left out and rebuilt on loading.
+        state = {**self.__dict__, "device": th.device("cpu"), "_training": None, "_held_out": None}
         state["batches"] = deque(batch.to(th.device("cpu")) for batch in self.batches)
-        for name in ("_training", "_held_out"):
-            if state[name] is not None:
-                state[name] = tuple(tensor.cpu() for tensor in state[name])
         return state
 
-
-def _drop_tuples(batch: EliteBatch, n: int) -> EliteBatch:
-    """The batch without ``n`` of its tuples (training tuples first; held-out ones only when none are left)."""
-    n_train = batch.features.shape[0]
-    n_held_out_dropped = max(n - n_train, 0)
-    return EliteBatch(
-        batch.features[n:],
-        batch.targets[n:],
-        batch.elites[n:],
-        batch.held_out_features[n_held_out_dropped:],
-        batch.held_out_targets[n_held_out_dropped:],
-        batch.held_out_elites[n_held_out_dropped:],
-        batch.elite_return,
-    )
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.batches:
+            self._concatenate_batches()
