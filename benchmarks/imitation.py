@@ -4,7 +4,8 @@ Trains CEM-AH on one env for a budget of env steps, then evaluates on the same s
 ``e`` of every policy starts from ``reset(seed=eval_seed + e)``):
 
 - ``guide``: the guiding CEM's mean policy (what :class:`sb3_cemah.CEM` returns);
-- ``best_elite``: the best candidate of the last iteration;
+- ``elite_k``: each elite of the last iteration alone (``elite_0`` the best on its training episode), and
+  ``elite_ensemble``: the elites combined as the ensemble combines its members (what a perfect imitation gives);
 - ``ensemble``: ``model.predict`` (the K generated policies acting together, as users and rl-zoo3 see it);
 - ``member_k``: each of the K generated policies of the fixed ensemble alone.
 
@@ -85,16 +86,38 @@ def flat_policies_actor(model: CEMAH, weights: th.Tensor, n_episodes: int, deter
     return act
 
 
+def ensemble_actor(model: CEMAH, weights: th.Tensor, deterministic: bool) -> ActFn:
+    """Actions of the ensemble's combination (``policy.combined_outputs``) of flat-weight policies ``(n, n_params)``."""
+    policy = model.policy
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        with th.no_grad():
+            combined = policy.combined_outputs(weights, policy.obs_to_features(obs))
+            if not policy.is_discrete:
+                return policy.actions_to_env(combined)
+            actions = combined.argmax(dim=-1) if deterministic else th.distributions.Categorical(probs=combined).sample()
+            return policy.actions_to_env(actions)
+
+    return act
+
+
 def evaluate(model: CEMAH, env_id: str, last_population: tuple[th.Tensor, PopulationResult], args: argparse.Namespace) -> dict:
-    """Returns of the guide, the best elite, the ensemble and each member on the same seeded episodes."""
+    """
+    Returns on the same seeded episodes of the guide, each elite of the last iteration (``elite_0`` the best on
+    its training episode), the elites acting as an ensemble (what perfect imitation would give), the ensemble
+    and each of its members.
+    """
     weights, result = last_population
     members = model.policy.fixed_ensemble_weights()
-    flat = th.cat([model.policy.mean[None], weights[int(np.argmax(result.returns))][None], members])
+    elites = weights[th.as_tensor(model._elite_indices(result.returns), device=weights.device)]
+    flat = th.cat([model.policy.mean[None], elites, members])
     flat_returns = seeded_returns(
         env_id, flat_policies_actor(model, flat, args.episodes, args.deterministic), len(flat), args.episodes, args.eval_seed
     )
-    names = ["guide", "best_elite", *(f"member_{k}" for k in range(len(members)))]
+    names = ["guide", *(f"elite_{k}" for k in range(len(elites))), *(f"member_{k}" for k in range(len(members)))]
     returns = {name: row.tolist() for name, row in zip(names, flat_returns, strict=True)}
+    elite_ensemble = ensemble_actor(model, elites, args.deterministic)
+    returns["elite_ensemble"] = seeded_returns(env_id, elite_ensemble, 1, args.episodes, args.eval_seed)[0].tolist()
     returns["ensemble"] = ensemble_returns(model, env_id, args.episodes, args.eval_seed, args.deterministic)
     if not model.policy.is_discrete:
         configured = model.policy.ensemble_method
@@ -162,6 +185,9 @@ def summary_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
     for result in sorted(results, key=lambda r: (r["env"], r["config"], r["seed"])):
         means = {name: float(np.mean(values)) for name, values in result["returns"].items()}
         members = [value for name, value in means.items() if name.startswith("member_")]
+        elites = [value for name, value in means.items() if name.startswith("elite_") and name != "elite_ensemble"]
+        # Files written before the elites were all evaluated hold the best one only, as best_elite.
+        best_elite = means.get("best_elite", means.get("elite_0", float("nan")))
         rows.append(
             [
                 result["env"],
@@ -169,7 +195,8 @@ def summary_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
                 result["seed"],
                 result["iterations"],
                 f"{means['guide']:.1f}",
-                f"{means['best_elite']:.1f}",
+                f"{best_elite:.1f}",
+                f"{np.median(elites):.1f} / {means['elite_ensemble']:.1f}" if elites else "-",
                 f"{means['ensemble']:.1f}",
                 f"{np.median(members):.1f} [{min(members):.1f}, {max(members):.1f}]",
                 " / ".join(
@@ -188,6 +215,7 @@ HEADERS = [
     "iterations",
     "guide",
     "best elite",
+    "elites median / elites as an ensemble",
     "ensemble",
     "members median [min, max]",
     "Box ensemble " + " / ".join(ENSEMBLE_METHODS),

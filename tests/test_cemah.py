@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from benchmarks.imitation import ensemble_returns, guide_returns
 from sb3_cemah import CEMAH
+from sb3_cemah.cemah.cemah import _balanced_assignment
 from sb3_cemah.cemah.elite_buffer import EliteBuffer
 from sb3_cemah.cemah.networks import Discriminator
 from sb3_cemah.cemah.policies import combine_box_actions
@@ -468,6 +470,20 @@ def test_nearest_elite_imitation_keeps_both_modes(seed: int) -> None:
     mse_actions = generated_actions(bandit_model(seed, imitation_loss="mse", use_discriminator=False))
     assert max(near_each_peak(mse_actions)) < 0.1
     assert mse_actions.std() < 0.3 * elite_actions.std()
+
+
+def test_balanced_assignment_shares_policies_out_equally() -> None:
+    """Every elite gets its share even when one elite is every policy's nearest, at the least total error."""
+    errors = th.tensor([[0.0, 1.0, 5.0], [0.1, 3.0, 4.0], [0.2, 0.5, 6.0], [0.3, 9.0, 2.0], [0.4, 2.0, 3.0], [0.5, 8.0, 1.0]])
+    policies, elites = _balanced_assignment(errors)
+    assert sorted(policies.tolist()) == list(range(6))
+    assert th.bincount(elites, minlength=3).tolist() == [2, 2, 2]
+    total = float(errors[policies, elites].sum())
+    every_balanced_total = [
+        float(errors[th.arange(6), th.tensor(shares)].sum()) for shares in set(itertools.permutations([0, 0, 1, 1, 2, 2]))
+    ]
+    assert total == pytest.approx(min(every_balanced_total))
+    assert errors.min(dim=1).indices.tolist() == [0] * 6  # what nearest_elite would have done
 
 
 @pytest.mark.parametrize("seed", [0, 1])

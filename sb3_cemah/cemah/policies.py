@@ -146,7 +146,17 @@ class CEMAHPolicy(CEMPolicy):
             [-1, 1] actions (Box), shape ``(batch, output_dim)``.
         """
         weights = self.fixed_ensemble_weights() if deterministic else self.generate_weights(self.ensemble_size)
-        preactivations = self.network.forward(weights, features.unsqueeze(0).expand(self.ensemble_size, -1, -1), squash=False)
+        return self.combined_outputs(weights, features)
+
+    def combined_outputs(self, weights: th.Tensor, features: th.Tensor) -> th.Tensor:
+        """
+        The ensemble's combination of any flat-weight policies (the generated members, or e.g. the elites themselves).
+
+        :param weights: Shape ``(n_members, n_params)``.
+        :param features: Shape ``(batch, input_dim)``.
+        :return: As :meth:`ensemble_outputs`, shape ``(batch, output_dim)``.
+        """
+        preactivations = self.network.forward(weights, features.unsqueeze(0).expand(weights.shape[0], -1, -1), squash=False)
         if self.is_discrete:
             return self.outputs_to_targets(th.tanh(preactivations)).mean(dim=0)
         return combine_box_actions(preactivations, self.ensemble_method, features, self.discriminator)
