@@ -164,7 +164,9 @@ def run(env_id: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     learn_seconds = time.perf_counter() - start
     returns = evaluate(model, env_id, last_population[0], args)
     # Kept (git-ignored) so that other test-time combinations can be evaluated without training again.
-    model.save(args.out / "models" / f"{args.config}_{env_id.replace('/', '-')}_{seed}")
+    name = args.out / "models" / f"{args.config}_{env_id.replace('/', '-')}_{seed}"
+    model.save(name)
+    model.save_elite_buffer(name.with_name(name.name + "_buffer"))
     return {
         "config": args.config,
         "env": env_id,

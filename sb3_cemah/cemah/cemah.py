@@ -375,8 +375,8 @@ class CEMAH(CEM):
         - ``"assigned_elite"``: the generated policies are shared out among the batch's elites, equal numbers each,
           by the assignment of least total error (``scipy.optimize.linear_sum_assignment``), and each imitates the
           elite it was assigned. ``"nearest_elite"`` lets every policy go to the elite easiest to fit: measured on
-          a Walker2D buffer of 10 elites, all 200 sampled policies were nearest to one elite (one whose own test
-          return was 122, against 497 for the ten elites' ensemble).
+          a Walker2D buffer of 10 elites (``benchmarks.imitation_offline``), 199 of 200 sampled policies were
+          nearest to one elite, and the ensemble tested 97 where the ten elites acting as an ensemble test 497.
 
         :param features: Shape ``(batch, input_dim)``.
         :param targets: Elite actions, shape ``(batch, output_dim)``.
