@@ -457,12 +457,13 @@ def near_each_peak(actions: np.ndarray) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_nearest_elite_imitation_keeps_both_modes(seed: int) -> None:
+@pytest.mark.parametrize("imitation_loss", ["nearest_elite", "assigned_elite"])
+def test_elite_imitation_keeps_both_modes(seed: int, imitation_loss: str) -> None:
     """
-    The defaults' generated policies sit on both peaks, as the elites do; the paper's MSE (``imitation_loss="mse"``)
+    The generated policies sit on both peaks, as the elites do; the paper's MSE (``imitation_loss="mse"``)
     pulls every generated policy to the elites' mean action, between the peaks, where the reward is ~1e-7.
     """
-    model = bandit_model(seed)
+    model = bandit_model(seed, imitation_loss=imitation_loss)
     elite_actions = model.elite_buffer.tuples()[1].flatten().numpy()
     assert min(near_each_peak(elite_actions)) >= 0.2  # the elites do sit on both peaks
     assert min(near_each_peak(generated_actions(model))) >= 0.1
