@@ -100,7 +100,7 @@ class QtOptPolicy(BasePolicy):
         self.critic_target = self.make_critic()
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.set_training_mode(False)
-        self.critic.optimizer = self.optimizer_class(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.critic.optimizer = self.optimizer_class(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
 
     def make_critic(self) -> ContinuousCritic:
         """A fresh set of ``n_critics`` Q-networks on (observation, coded action), with their own features extractor."""
@@ -120,19 +120,19 @@ class QtOptPolicy(BasePolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(
-            dict(
-                net_arch=self.net_arch,
-                activation_fn=self.activation_fn,
-                cem_samples=self.cem.n_samples,
-                cem_elites=self.cem.n_elites,
-                cem_iterations=self.cem.n_iterations,
-                n_critics=self.n_critics,
-                lr_schedule=self._dummy_schedule,
-                optimizer_class=self.optimizer_class,
-                optimizer_kwargs=self.optimizer_kwargs,
-                features_extractor_class=self.features_extractor_class,
-                features_extractor_kwargs=self.features_extractor_kwargs,
-            )
+            {
+                "net_arch": self.net_arch,
+                "activation_fn": self.activation_fn,
+                "cem_samples": self.cem.n_samples,
+                "cem_elites": self.cem.n_elites,
+                "cem_iterations": self.cem.n_iterations,
+                "n_critics": self.n_critics,
+                "lr_schedule": self._dummy_schedule,
+                "optimizer_class": self.optimizer_class,
+                "optimizer_kwargs": self.optimizer_kwargs,
+                "features_extractor_class": self.features_extractor_class,
+                "features_extractor_kwargs": self.features_extractor_kwargs,
+            }
         )
         return data
 
@@ -227,19 +227,21 @@ class CodedActor(BasePolicy):
         self.features_dim = features_dim
         self.activation_fn = activation_fn
         self.is_discrete = isinstance(action_space, spaces.Discrete)
-        self.mu = nn.Sequential(
-            *create_mlp(features_dim, coded_action_dim(action_space), net_arch, activation_fn, squash_output=not self.is_discrete)
+        # tanh keeps Box actions in [-1, 1]; a softmax after the last layer makes Discrete outputs probabilities.
+        output_layers = create_mlp(
+            features_dim, coded_action_dim(action_space), net_arch, activation_fn, squash_output=not self.is_discrete
         )
+        self.mu = nn.Sequential(*output_layers)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(
-            dict(
-                net_arch=self.net_arch,
-                features_dim=self.features_dim,
-                activation_fn=self.activation_fn,
-                features_extractor=self.features_extractor,
-            )
+            {
+                "net_arch": self.net_arch,
+                "features_dim": self.features_dim,
+                "activation_fn": self.activation_fn,
+                "features_extractor": self.features_extractor,
+            }
         )
         return data
 
@@ -280,7 +282,7 @@ class QtOptDDPGPolicy(QtOptPolicy):
             activation_fn=self.activation_fn,
             normalize_images=self.normalize_images,
         ).to(self.device)
-        self.actor.optimizer = self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.actor.optimizer = self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -295,4 +297,3 @@ class QtOptDDPGPolicy(QtOptPolicy):
     def set_training_mode(self, mode: bool) -> None:
         super().set_training_mode(mode)
         self.actor.set_training_mode(mode)
-

@@ -13,7 +13,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, ReplayBufferSamples, Schedule, TrainFreq
+from stable_baselines3.common.type_aliases import GymEnv, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 
 from sb3_cemah.common.spaces import check_spaces
@@ -78,7 +78,7 @@ class QtOpt(OffPolicyAlgorithm):
         batch_size: int = 256,
         tau: float = 0.005,
         gamma: float = 0.99,
-        train_freq: int | tuple[int, str] | TrainFreq = 1,
+        train_freq: int | tuple[int, str] = 1,
         gradient_steps: int = 1,
         cem_samples: int = 64,
         cem_elites: int = 6,

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-from sb3_cemah.qtopt.policies import QtOptDDPGPolicy
+from sb3_cemah.qtopt.policies import CodedActor, QtOptDDPGPolicy
 from sb3_cemah.qtopt.qtopt import QtOpt
 
 __all__ = ["QtOptDDPG"]
@@ -27,6 +27,7 @@ class QtOptDDPG(QtOpt):
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": QtOptDDPGPolicy}
     policy: QtOptDDPGPolicy
+    actor: CodedActor
 
     def _setup_model(self) -> None:
         super()._setup_model()

@@ -7,13 +7,14 @@ them is installed at interpreter start by the ``sb3_cemah_zoo.pth`` file of the 
 name elsewhere (``from rl_zoo3.utils import ALGOS``), so every holder sees the new entries. All are
 idempotent.
 
-- :func:`register_algos` (``rl_zoo3.utils``): ``cem``, ``cemah``, ``qtopt`` and ``qtopt_ddpg`` in ``ALGOS``; importing
-  :mod:`sb3_cemah` for them registers the maze ids, so ``--env sb3_cemah/Maze-v0`` needs no ``--gym-packages``.
+- :func:`register_algos` (``rl_zoo3.utils``): ``cem``, ``cemah``, ``qtopt`` and ``qtopt_ddpg`` in ``ALGOS``;
+  importing :mod:`sb3_cemah` for them registers the maze ids, so ``--env sb3_cemah/Maze-v0`` needs no ``--gym-packages``.
 - :func:`register_samplers` (``rl_zoo3.hyperparams_opt``): Optuna samplers and converters for
   ``-optimize`` of ``cem`` and ``cemah`` (:mod:`sb3_cemah.zoo.samplers`; ``qtopt`` has none yet).
 - :func:`patch_experiment_manager` (``rl_zoo3.exp_manager``): without ``-conf``, this package's algorithms
-  read its ``<algo>.yml`` (``cem.yml``, ``cemah.yml``, ``qtopt.yml``, ``qtopt_ddpg.yml``), and a built-in algorithm reads this package's
-  ``<algo>.yml`` for an env that only that file knows (e.g. ``--algo dqn --env sb3_cemah/Maze-v0``);
+  read its ``<algo>.yml`` (``cem.yml``, ``cemah.yml``, ``qtopt.yml``, ``qtopt_ddpg.yml``), and a built-in
+  algorithm reads this package's ``<algo>.yml`` for an env that only that file knows (e.g. ``--algo dqn --env
+  sb3_cemah/Maze-v0``);
   the maze counts as a MiniGrid env, evaluated with stochastic actions.
 
 The yml files live in the repository's top-level ``hyperparams/`` (rl-zoo3's layout, usable with
@@ -153,8 +154,8 @@ def default_config(algo: str, env_id: str, zoo_config: Path) -> Path:
 
 def register_algos(utils: ModuleType) -> None:
     """
-    Add this package's algorithms (:data:`ALGO_NAMES`) to ``rl_zoo3.utils.ALGOS``. Importing :mod:`sb3_cemah` also registers the
-    paper's maze ids, before ``rl_zoo3.train`` checks ``--env`` against gymnasium's registry.
+    Add this package's algorithms (:data:`ALGO_NAMES`) to ``rl_zoo3.utils.ALGOS``. Importing :mod:`sb3_cemah` also
+    registers the paper's maze ids, before ``rl_zoo3.train`` checks ``--env`` against gymnasium's registry.
 
     :param utils: The ``rl_zoo3.utils`` module.
     """
