@@ -1,5 +1,5 @@
 """
-rl-zoo3 integration: ``python -m rl_zoo3.train --algo cem|cemah`` with rl-zoo3 unmodified.
+rl-zoo3 integration: ``python -m rl_zoo3.train --algo cem|cemah|qtopt|qtopt_ddpg`` with rl-zoo3 unmodified.
 
 The functions below patch rl-zoo3's modules right after they execute; the post-import hook that calls
 them is installed at interpreter start by the ``sb3_cemah_zoo.pth`` file of the wheel (see
@@ -7,13 +7,14 @@ them is installed at interpreter start by the ``sb3_cemah_zoo.pth`` file of the 
 name elsewhere (``from rl_zoo3.utils import ALGOS``), so every holder sees the new entries. All are
 idempotent.
 
-- :func:`register_algos` (``rl_zoo3.utils``): ``cem`` and ``cemah`` in ``ALGOS``; importing
-  :mod:`sb3_cemah` for them registers the maze ids, so ``--env sb3_cemah/Maze-v0`` needs no ``--gym-packages``.
+- :func:`register_algos` (``rl_zoo3.utils``): ``cem``, ``cemah``, ``qtopt`` and ``qtopt_ddpg`` in ``ALGOS``;
+  importing :mod:`sb3_cemah` for them registers the maze ids, so ``--env sb3_cemah/Maze-v0`` needs no ``--gym-packages``.
 - :func:`register_samplers` (``rl_zoo3.hyperparams_opt``): Optuna samplers and converters for
-  ``-optimize`` (:mod:`sb3_cemah.zoo.samplers`).
-- :func:`patch_experiment_manager` (``rl_zoo3.exp_manager``): without ``-conf``, ``cem`` and ``cemah``
-  read this package's ``cem.yml`` / ``cemah.yml``, and a built-in algorithm reads this package's
-  ``<algo>.yml`` for an env that only that file knows (e.g. ``--algo dqn --env sb3_cemah/Maze-v0``);
+  ``-optimize`` of ``cem`` and ``cemah`` (:mod:`sb3_cemah.zoo.samplers`; ``qtopt`` has none yet).
+- :func:`patch_experiment_manager` (``rl_zoo3.exp_manager``): without ``-conf``, this package's algorithms
+  read its ``<algo>.yml`` (``cem.yml``, ``cemah.yml``, ``qtopt.yml``, ``qtopt_ddpg.yml``), and a built-in
+  algorithm reads this package's ``<algo>.yml`` for an env that only that file knows (e.g. ``--algo dqn --env
+  sb3_cemah/Maze-v0``);
   the maze counts as a MiniGrid env, evaluated with stochastic actions.
 
 The yml files live in the repository's top-level ``hyperparams/`` (rl-zoo3's layout, usable with
@@ -43,6 +44,7 @@ from sb3_cemah.zoo import samplers
 __all__ = [
     "ALGO_NAMES",
     "RL_ZOO3_VERSIONS",
+    "SAMPLED_ALGO_NAMES",
     "RlZoo3PatchError",
     "default_config",
     "hyperparams_dir",
@@ -53,7 +55,9 @@ __all__ = [
 ]
 
 #: The names under which the algorithms are registered in rl-zoo3 (``--algo``).
-ALGO_NAMES = ("cem", "cemah")
+ALGO_NAMES = ("cem", "cemah", "qtopt", "qtopt_ddpg")
+#: The algorithms with Optuna samplers (``-optimize``).
+SAMPLED_ALGO_NAMES = ("cem", "cemah")
 #: The rl-zoo3 versions the patches are tested with; ``pyproject.toml``'s ``zoo`` extra declares the same range.
 RL_ZOO3_VERSIONS = ">=2.9,<2.10"
 
@@ -137,7 +141,7 @@ def default_config(algo: str, env_id: str, zoo_config: Path) -> Path:
     :param algo: The ``--algo`` value.
     :param env_id: The gymnasium id of ``--env``.
     :param zoo_config: rl-zoo3's own choice, ``<rl_zoo3>/hyperparams/<algo>.yml``.
-    :return: This package's file for ``cem`` and ``cemah``; for another algorithm, this package's file if it
+    :return: This package's file for its own algorithms (:data:`ALGO_NAMES`); for another algorithm, this package's file if it
         has an entry for ``env_id`` and rl-zoo3's has none (where rl-zoo3 would fail), else ``zoo_config``.
     """
     ours = hyperparams_file(algo)
@@ -150,15 +154,15 @@ def default_config(algo: str, env_id: str, zoo_config: Path) -> Path:
 
 def register_algos(utils: ModuleType) -> None:
     """
-    Add ``cem`` and ``cemah`` to ``rl_zoo3.utils.ALGOS``. Importing :mod:`sb3_cemah` also registers the
-    paper's maze ids, before ``rl_zoo3.train`` checks ``--env`` against gymnasium's registry.
+    Add this package's algorithms (:data:`ALGO_NAMES`) to ``rl_zoo3.utils.ALGOS``. Importing :mod:`sb3_cemah` also
+    registers the paper's maze ids, before ``rl_zoo3.train`` checks ``--env`` against gymnasium's registry.
 
     :param utils: The ``rl_zoo3.utils`` module.
     """
     _require(isinstance(getattr(utils, "ALGOS", None), dict), utils, "dict ALGOS (the --algo table)")
-    from sb3_cemah import CEM, CEMAH
+    from sb3_cemah import CEM, CEMAH, QtOpt, QtOptDDPG
 
-    utils.ALGOS.update({"cem": CEM, "cemah": CEMAH})
+    utils.ALGOS.update({"cem": CEM, "cemah": CEMAH, "qtopt": QtOpt, "qtopt_ddpg": QtOptDDPG})
 
 
 def register_samplers(hyperparams_opt: ModuleType) -> None:
@@ -225,7 +229,7 @@ def patch_experiment_manager(exp_manager: ModuleType) -> None:
 
     @functools.wraps(original_objective)
     def objective(self: Any, trial: Any) -> float:
-        if self.algo not in ALGO_NAMES:
+        if self.algo not in SAMPLED_ALGO_NAMES:
             return original_objective(self, trial)
         with samplers.base_policy_kwargs(self._hyperparams.get("policy_kwargs")):
             return original_objective(self, trial)
