@@ -205,8 +205,10 @@ class CEM(BaseAlgorithm):
             dones = dones & counted
             # An idle slot's info without its episode record: callbacks that read Monitor infos skip it too.
             infos = [info if slot_counted else {} for info, slot_counted in zip(infos, counted, strict=True)]
-        self._episode_num += int(np.sum(dones))
-        self._update_info_buffer(infos, dones)
+        n_episodes = int(np.count_nonzero(dones))
+        if n_episodes > 0:  # Monitor's episode records and success flags come with an episode's end only
+            self._episode_num += n_episodes
+            self._update_info_buffer(infos, dones)
         self._last_obs = new_obs  # type: ignore[assignment]
         # Gives callbacks the same locals as SB3's on-policy rollouts: new_obs, rewards, dones, infos.
         callback.update_locals(locals())
