@@ -58,7 +58,8 @@ class PopulationResult:
     :param episode_lengths: Mean episode length of each candidate (steps), shape ``(n_candidates,)``.
     :param completed: False when the step hook asked to stop before every episode finished.
     :param observations: When recording, the observation (as the policy saw it) of every step taken by a
-        candidate, shape ``(n_recorded, *obs_shape)``; otherwise None.
+        candidate, shape ``(n_recorded, *obs_shape)``; otherwise None. (The Ray evaluator returns the steps of
+        the candidates the caller selected only, e.g. CEM-AH's elites.)
     :param actions: When recording, the actions taken at those steps in the policy's convention (discrete
         indices ``(n_recorded,)``, or Box actions in [-1, 1] ``(n_recorded, *action_shape)``).
     :param step_candidates: When recording, the candidate index of each recorded step, shape ``(n_recorded,)``.
