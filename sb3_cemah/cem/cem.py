@@ -23,7 +23,8 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from stable_baselines3.common.utils import safe_mean
 
 from sb3_cemah.cem.policies import CEMPolicy, MlpPolicy
-from sb3_cemah.common.population import PopulationResult, evaluate_population
+from sb3_cemah.common.evaluators import PopulationEvaluator, make_evaluator
+from sb3_cemah.common.population import PopulationResult
 from sb3_cemah.common.spaces import check_spaces
 
 __all__ = ["CEM"]
@@ -57,6 +58,11 @@ class CEM(BaseAlgorithm):
         (the authors' code resets at 0.3); 0 disables the reset.
     :param stochastic_candidates: Discrete actions only: candidates sample their action from the softmax of their
         outputs (the authors' code) instead of taking the argmax.
+    :param evaluator: Where the populations run: ``"local"``, the slots of ``env`` in this process (or its
+        ``SubprocVecEnv`` workers); ``"ray"``, Ray actors with their own env slots
+        (:class:`~sb3_cemah.common.ray_evaluator.RayEvaluator`, needs ``pip install "sb3-cemah[ray]"``).
+    :param evaluator_kwargs: Keyword arguments of the Ray evaluator (``num_workers``, ``envs_per_worker``,
+        ``candidates_per_task``, ``address``, ``env_id``, ``env_kwargs``, ``env_factory``).
     :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
         the reported success rate, mean episode length, and mean reward over.
     :param tensorboard_log: The log location for tensorboard (if None, no logging).
@@ -88,6 +94,8 @@ class CEM(BaseAlgorithm):
         min_std: float = 0.0,
         std_reset_threshold: float = 0.0,
         stochastic_candidates: bool = False,
+        evaluator: str = "local",
+        evaluator_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -121,6 +129,14 @@ class CEM(BaseAlgorithm):
         self.min_std = min_std
         self.std_reset_threshold = std_reset_threshold
         self.stochastic_candidates = stochastic_candidates
+        self.evaluator = evaluator
+        self.evaluator_kwargs = evaluator_kwargs
+        # Built here to fail early on a wrong configuration; rebuilt for another env (set_env) or configuration
+        # (load sets the saved one after construction); never saved.
+        self._evaluator: PopulationEvaluator | None = None
+        self._evaluator_config: tuple[str, dict[str, Any] | None] | None = None
+        if self.env is not None:
+            self._population_evaluator()
         self._n_iterations = 0
         self._n_std_resets = 0
         # Root of every population's env seeds and weight noise (see _population_rng); drawn when no seed is given.
@@ -205,26 +221,43 @@ class CEM(BaseAlgorithm):
             dones = dones & counted
             # An idle slot's info without its episode record: callbacks that read Monitor infos skip it too.
             infos = [info if slot_counted else {} for info, slot_counted in zip(infos, counted, strict=True)]
-        self._episode_num += int(np.sum(dones))
-        self._update_info_buffer(infos, dones)
+        n_episodes = int(np.count_nonzero(dones))
+        if n_episodes > 0:  # Monitor's episode records and success flags come with an episode's end only
+            self._episode_num += n_episodes
+            self._update_info_buffer(infos, dones)
         self._last_obs = new_obs  # type: ignore[assignment]
         # Gives callbacks the same locals as SB3's on-policy rollouts: new_obs, rewards, dones, infos.
         callback.update_locals(locals())
         return callback.on_step()
 
-    def _evaluate_population(self, weights: th.Tensor, callback: BaseCallback, record: bool) -> PopulationResult:
-        """Evaluate candidate weights ``(n, n_params)`` on the training env, driving the callback at every step."""
-        assert self.env is not None
+    def _evaluate_population(
+        self, weights: th.Tensor, callback: BaseCallback, env_seed: int, record: bool
+    ) -> PopulationResult:
+        """
+        Evaluate candidate weights ``(n, n_params)`` with the configured evaluator, driving the callback at every
+        (local) or every replayed (Ray) VecEnv step; when recording, the elites' steps are kept.
+        """
         self.policy.set_training_mode(False)
-        return evaluate_population(
-            self.env,
+        return self._population_evaluator().evaluate(
             self.policy,
             weights,
             n_episodes=self.n_eval_episodes,
             deterministic=not self.stochastic_candidates,
+            seed=env_seed,
             step_hook=functools.partial(self._on_env_step, callback),
-            record=record,
+            select_recorded=self._elite_indices if record else None,
         )
+
+    def _population_evaluator(self) -> PopulationEvaluator:
+        """The evaluator of the current env and ``evaluator`` / ``evaluator_kwargs``, built when they changed."""
+        assert self.env is not None
+        config = (self.evaluator, self.evaluator_kwargs)
+        if self._evaluator is None or self._evaluator.env is not self.env or self._evaluator_config != config:
+            if self._evaluator is not None:
+                self._evaluator.close()
+            self._evaluator = make_evaluator(self.evaluator, self.evaluator_kwargs, self.env)
+            self._evaluator_config = config
+        return self._evaluator
 
     def learn(
         self: SelfCEM,
@@ -259,9 +292,9 @@ class CEM(BaseAlgorithm):
             self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
             callback.on_rollout_start()
             rollout_start = time.perf_counter()
-            with self._population_rng():
+            with self._population_rng() as env_seed:
                 weights = self.policy.sample_weights(self.population_size)
-                result = self._evaluate_population(weights, callback, record=self._records_population)
+                result = self._evaluate_population(weights, callback, env_seed, record=self._records_population)
             self.logger.record("time/rollout_seconds", time.perf_counter() - rollout_start)
             callback.on_rollout_end()
             if not result.completed:
@@ -275,22 +308,21 @@ class CEM(BaseAlgorithm):
         return self
 
     @contextlib.contextmanager
-    def _population_rng(self) -> Iterator[None]:
+    def _population_rng(self) -> Iterator[int]:
         """
         Make the population of the coming iteration a function of the run's seed and the iteration number.
 
         Inside the context, torch's RNG (weight noise, sampled actions, and any callback run during the
-        evaluation) is seeded from ``(run seed, iteration)``, and the VecEnv's slots get seeds derived from them
-        for their next reset; torch's RNG state of before is restored on exit, so what runs between populations
-        (CEM-AH's gradient steps) keeps its own stream. A model saved after an iteration therefore holds all
-        that the next populations depend on (mean, std, iteration count), and ``load`` then
-        ``learn(reset_num_timesteps=False)`` continues exactly as an uninterrupted run would.
+        evaluation) is seeded from ``(run seed, iteration)``, and the context gives the seed of the
+        population's envs (the evaluator seeds its slots with it); torch's RNG state of before is restored on
+        exit, so what runs between populations (CEM-AH's gradient steps) keeps its own stream. A model saved
+        after an iteration therefore holds all that the next populations depend on (mean, std, iteration
+        count), and ``load`` then ``learn(reset_num_timesteps=False)`` continues exactly as an uninterrupted
+        run would.
         """
-        assert self.env is not None
         torch_seed, env_seed = self._iteration_seeds(2)
-        self.env.seed(env_seed)
         with self._seeded_torch(torch_seed):
-            yield
+            yield env_seed
 
     def _iteration_seeds(self, n_seeds: int, *stream: int) -> list[int]:
         """
@@ -361,6 +393,10 @@ class CEM(BaseAlgorithm):
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy"], []
+
+    def _excluded_save_params(self) -> list[str]:
+        # The evaluator holds the env (and Ray actors): a saved model is loaded and used without it.
+        return [*super()._excluded_save_params(), "_evaluator", "_evaluator_config"]
 
     def save(
         self,

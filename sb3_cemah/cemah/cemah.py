@@ -105,6 +105,8 @@ class CEMAH(CEM):
     :param min_std: See :class:`CEM`.
     :param std_reset_threshold: See :class:`CEM`.
     :param stochastic_candidates: See :class:`CEM`.
+    :param evaluator: See :class:`CEM` (with ``"ray"``, only the elites' recorded steps leave the workers).
+    :param evaluator_kwargs: See :class:`CEM`.
     :param stats_window_size: Window size for the rollout logging.
     :param tensorboard_log: The log location for tensorboard (if None, no logging).
     :param policy_kwargs: Keyword arguments of :class:`CEMAHPolicy` (network sizes).
@@ -148,6 +150,8 @@ class CEMAH(CEM):
         min_std: float = 0.0,
         std_reset_threshold: float = 0.0,
         stochastic_candidates: bool = False,
+        evaluator: str = "local",
+        evaluator_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -184,6 +188,8 @@ class CEMAH(CEM):
             min_std=min_std,
             std_reset_threshold=std_reset_threshold,
             stochastic_candidates=stochastic_candidates,
+            evaluator=evaluator,
+            evaluator_kwargs=evaluator_kwargs,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
             policy_kwargs=policy_kwargs,

@@ -58,7 +58,8 @@ class PopulationResult:
     :param episode_lengths: Mean episode length of each candidate (steps), shape ``(n_candidates,)``.
     :param completed: False when the step hook asked to stop before every episode finished.
     :param observations: When recording, the observation (as the policy saw it) of every step taken by a
-        candidate, shape ``(n_recorded, *obs_shape)``; otherwise None.
+        candidate, shape ``(n_recorded, *obs_shape)``; otherwise None. (The Ray evaluator returns the steps of
+        the candidates the caller selected only, e.g. CEM-AH's elites.)
     :param actions: When recording, the actions taken at those steps in the policy's convention (discrete
         indices ``(n_recorded,)``, or Box actions in [-1, 1] ``(n_recorded, *action_shape)``).
     :param step_candidates: When recording, the candidate index of each recorded step, shape ``(n_recorded,)``.
@@ -114,6 +115,7 @@ def evaluate_population(
     n_started = min(n_slots, n_jobs)
     slot_job[:n_started] = np.arange(n_started)
     next_job = n_started
+    n_idle = n_slots - n_started
     n_finished = 0
     slot_return = np.zeros(n_slots, dtype=np.float64)
     slot_length = np.zeros(n_slots, dtype=np.int64)
@@ -154,8 +156,12 @@ def evaluate_population(
             _check_finite(rewards, "reward")
             env_rewards = rewards if vec_normalize is None else vec_normalize.get_original_reward()
 
-            slot_return[active] += env_rewards[active]
-            slot_length[active] += 1
+            if n_idle == 0:  # boolean indexing costs more than the step's arithmetic: only at a population's end
+                slot_return += env_rewards
+                slot_length += 1
+            else:
+                slot_return[active] += env_rewards[active]
+                slot_length[active] += 1
             for slot in np.flatnonzero(dones & active):
                 job = slot_job[slot]
                 job_returns[job] = slot_return[slot]
@@ -170,6 +176,7 @@ def evaluate_population(
                     # Idle: the slot steps with the last candidate's weights until all finish; discarded steps.
                     slot_job[slot] = -1
                     slot_weights[slot] = flat_weights[-1]
+                    n_idle += 1
                 next_job += 1
             obs = new_obs
 

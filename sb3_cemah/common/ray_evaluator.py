@@ -1,0 +1,445 @@
+"""Evaluate a population on Ray actors, each with its own env slots (``evaluator="ray"``).
+
+The population is split into tasks of consecutive candidates (``candidates_per_task``). Each task runs on a
+worker with :func:`~sb3_cemah.common.population.evaluate_population`, its envs and torch seeded from the
+population's seed and the task's index only; a task's outcome therefore does not depend on the worker that
+runs it, which gives three properties at once:
+
+- reproducible: a fixed seed (and task size, by default a function of the worker count) gives the same run;
+- fault tolerant: a task whose worker died is run again on a new worker with the same outcome, and only
+  finished tasks are counted, so that every candidate is evaluated exactly once;
+- CEM-AH's recorded steps stay on the workers until the head knows the elites, then only the elites' steps
+  are fetched (a worker that died in between runs its task again to give them).
+
+Per population the head puts the candidates' weights in Ray's object store once; a task carries only its
+candidate indices, and returns the candidates' returns and lengths, its env-step count and its episodes'
+Monitor records.
+
+Callbacks: the steps happen on the workers, and the head replays them when a task finishes, as
+``step_hook`` calls of ``n_envs`` env steps each (``n_envs`` is the training VecEnv's, as for the local
+evaluator, so that rl-zoo3's ``eval_freq // n_envs`` still means env steps). They come in bursts, one per
+finished task; the task's episodes (Monitor records) come with them. A callback that stops training cancels
+the tasks in flight. Steps short of a whole call carry over to the next population.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
+
+from sb3_cemah.cem.policies import CEMPolicy
+from sb3_cemah.common.population import PopulationPolicy, PopulationResult, StepHook, evaluate_population
+
+__all__ = ["RayEvaluator", "TaskResult"]
+
+INSTALL_HINT = 'pip install "sb3-cemah[ray]"'
+# The wrapper every SB3 VecEnv's envs carry (make_vec_env, BaseAlgorithm): the workers add their own.
+_MONITOR_ENTRY_POINT = f"{Monitor.__module__}:{Monitor.__name__}"
+# Seconds to wait for the workers to start (actors wait for free CPUs without failing).
+WORKER_START_TIMEOUT = 120
+
+
+@dataclass(frozen=True)
+class Task:
+    """Consecutive candidates of one population, evaluated together on one worker."""
+
+    population: int
+    index: int
+    candidates: np.ndarray
+    seed: int
+    n_episodes: int
+    deterministic: bool
+
+
+@dataclass
+class TaskResult:
+    """
+    What a worker returns for a task.
+
+    :param returns: Mean return of each of the task's candidates, shape ``(n_task_candidates,)``.
+    :param episode_lengths: Their mean episode lengths, shape ``(n_task_candidates,)``.
+    :param env_steps: Env steps the task took (every slot of every VecEnv step, idle slots included).
+    :param episodes: The Monitor records (``r``, ``l``, ``t``) of the candidates' episodes.
+    """
+
+    returns: np.ndarray
+    episode_lengths: np.ndarray
+    env_steps: int
+    episodes: list[dict[str, Any]]
+
+
+class PopulationWorker:
+    """
+    A Ray actor's state: ``n_envs`` env slots (``DummyVecEnv`` of Monitor-wrapped envs) and a CEM policy
+    with the head's network layout and conversions.
+
+    :param make_env: Builds one env (called on the worker).
+    :param n_envs: Env slots of the worker.
+    :param policy: The conversions and layout (a :class:`CEMPolicy`; it has no weights of its own to keep in sync).
+    """
+
+    def __init__(self, make_env: Callable[[], gym.Env], n_envs: int, policy: CEMPolicy):
+        # One intra-op thread: a worker owns one CPU, and these networks are too small to split.
+        th.set_num_threads(1)
+        self.env = DummyVecEnv([lambda: Monitor(make_env())] * n_envs)
+        self.policy = policy
+        self._recorded: dict[tuple[int, int], PopulationResult] = {}
+
+    def ready(self) -> bool:
+        """Returns once the envs are built: the head waits on it to surface construction errors."""
+        return True
+
+    def evaluate(self, weights: np.ndarray, task: Task, record: bool) -> TaskResult:
+        """Evaluate the task's candidates; with ``record``, keep their steps for :meth:`recorded`."""
+        if self._recorded and next(iter(self._recorded))[0] != task.population:
+            self._recorded.clear()  # a new population: the last one's steps are no longer asked for
+        episodes: list[dict[str, Any]] = []
+        steps = [0]
+
+        def count(new_obs: np.ndarray, rewards: np.ndarray, dones: np.ndarray, infos: list, counted: np.ndarray) -> bool:
+            steps[0] += len(dones)
+            episodes.extend(info["episode"] for info, done in zip(infos, dones & counted, strict=True) if done)
+            return True
+
+        self.env.seed(task.seed)
+        with th.random.fork_rng():
+            th.manual_seed(task.seed)  # stochastic candidates sample their actions with torch's RNG
+            result = evaluate_population(
+                self.env,
+                self.policy,
+                th.from_numpy(weights[task.candidates]),
+                n_episodes=task.n_episodes,
+                deterministic=task.deterministic,
+                step_hook=count,
+                record=record,
+            )
+        if record:
+            self._recorded[(task.population, task.index)] = result
+        return TaskResult(result.returns, result.episode_lengths, steps[0], episodes)
+
+    def recorded(self, weights: np.ndarray, task: Task, candidates: np.ndarray) -> tuple[np.ndarray, th.Tensor, np.ndarray]:
+        """
+        The recorded steps of some of the task's candidates (population-wide indices), run again if this worker
+        does not hold them (it replaced one that died): the task's outcome is the same on any worker.
+
+        :return: Observations ``(n, *obs_shape)``, actions ``(n, ...)`` and population-wide candidate indices ``(n,)``.
+        """
+        result = self._recorded.get((task.population, task.index))
+        if result is None:
+            self.evaluate(weights, task, record=True)
+            result = self._recorded[(task.population, task.index)]
+        assert result.observations is not None and result.actions is not None and result.step_candidates is not None
+        step_candidates = task.candidates[result.step_candidates]
+        keep = np.isin(step_candidates, candidates)
+        return result.observations[keep], result.actions[th.from_numpy(keep)], step_candidates[keep]
+
+
+class RayEvaluator:
+    """
+    Evaluate populations on Ray actors (see the module's docstring for the protocol and its guarantees).
+
+    The env is rebuilt on the workers from, in this order: ``env_factory``, ``env_id`` (with ``env_kwargs``), or
+    the gymnasium spec of the training VecEnv's envs (the id, its kwargs and its wrappers, which must be
+    re-creatable by gymnasium, i.e. record their constructor arguments). What cannot be rebuilt fails here,
+    not mid-run: the source is pickled, unpickled and built once in this process. VecEnv wrappers
+    (``VecNormalize``, ...) are refused: their state lives in the training process.
+
+    ``ray.init`` follows Ray's conventions: a running Ray session is used as it is; otherwise ``address``
+    (or, when None, ``RAY_ADDRESS``; without either, a new local cluster).
+
+    :param env: The training VecEnv (its spaces, its spec, and ``num_envs``, the step unit of the callbacks).
+    :param num_workers: Ray actors, one CPU each.
+    :param envs_per_worker: Env slots of each worker (one batched forward pass steps them all).
+    :param candidates_per_task: Candidates per task; None: ``ceil(n_candidates / (2 * num_workers))``, at least
+        ``envs_per_worker`` (two tasks per worker balance the load). Results depend on it (and on nothing else
+        about the cluster): fix it to get the same run with any worker count.
+    :param address: Address of an existing Ray cluster (see above).
+    :param env_id: Gymnasium id to build on the workers, instead of the training env's spec.
+    :param env_kwargs: Keyword arguments of ``gym.make(env_id, ...)``.
+    :param env_factory: A picklable callable returning a new ``gym.Env`` (no Monitor: the workers add it).
+    """
+
+    def __init__(
+        self,
+        env: VecEnv,
+        num_workers: int = 2,
+        envs_per_worker: int = 1,
+        candidates_per_task: int | None = None,
+        address: str | None = None,
+        env_id: str | None = None,
+        env_kwargs: dict[str, Any] | None = None,
+        env_factory: Callable[[], gym.Env] | None = None,
+    ):
+        try:
+            import ray
+        except ImportError as error:
+            raise ImportError(f"The Ray evaluator needs Ray: {INSTALL_HINT}") from error
+        for name, value in (("num_workers", num_workers), ("envs_per_worker", envs_per_worker)):
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"evaluator_kwargs: {name} must be an int >= 1, got {value!r}.")
+        if candidates_per_task is not None and not (isinstance(candidates_per_task, int) and candidates_per_task >= 1):
+            raise ValueError(
+                f"evaluator_kwargs: candidates_per_task must be None or an int >= 1, got {candidates_per_task!r}."
+            )
+        if isinstance(env, VecEnvWrapper):
+            raise ValueError(
+                f"The Ray evaluator cannot run a {type(env).__name__}-wrapped VecEnv: the wrapper's state (e.g. "
+                "VecNormalize's running statistics) lives in the training process. Use evaluator='local', or "
+                "drop the VecEnv wrapper (rl-zoo3: normalize: false, no frame_stack)."
+            )
+        self._ray = ray
+        self.env = env
+        self.num_workers = num_workers
+        self.envs_per_worker = envs_per_worker
+        self.candidates_per_task = candidates_per_task
+        self.address = address
+        self.make_env = _env_factory(env, env_id, env_kwargs, env_factory)
+        self.workers: list[Any] = []
+        #: Workers started to replace dead ones, since the evaluator was built.
+        self.n_replaced_workers = 0
+        self._worker_class: Any = None
+        self._n_populations = 0
+        self._carried_steps = 0
+        self._carried_episodes: deque[dict[str, Any]] = deque()
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Workers
+    # ------------------------------------------------------------------------------------------------------------------
+
+    def _start(self, policy: PopulationPolicy) -> None:
+        """Connect to (or start) Ray and build the workers, waiting until their envs exist."""
+        ray = self._ray
+        if not ray.is_initialized():
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+        assert isinstance(policy, CEMPolicy)
+        # A plain CEMPolicy with the same layout and conversions: a CEM-AH policy's hypernetwork is not needed there.
+        self._worker_policy = CEMPolicy(
+            policy.observation_space,
+            policy.action_space,
+            net_arch=policy.net_arch,
+            activation_fn=policy.activation_fn,
+            standardize_obs=policy.standardize_obs,
+        )
+        self._worker_class = ray.remote(num_cpus=1)(PopulationWorker)
+        self.workers = [self._new_worker() for _ in range(self.num_workers)]
+        try:
+            ray.get([worker.ready.remote() for worker in self.workers], timeout=WORKER_START_TIMEOUT)
+        except ray.exceptions.GetTimeoutError as error:
+            self.close()
+            raise RuntimeError(
+                f"{self.num_workers} Ray workers (one CPU each) did not start within {WORKER_START_TIMEOUT} s; the "
+                f"cluster has {ray.available_resources().get('CPU', 0)} CPUs free of {ray.cluster_resources().get('CPU', 0)}. "
+                "Ask for fewer num_workers, or close the evaluators of other models (model._evaluator.close())."
+            ) from error
+        except ray.exceptions.RayError as error:
+            self.close()
+            raise RuntimeError(f"The Ray workers could not build their envs: {error}") from error
+
+    def _new_worker(self) -> Any:
+        return self._worker_class.remote(self.make_env, self.envs_per_worker, self._worker_policy)
+
+    def _replace(self, index: int) -> None:
+        """Start a new worker in place of a dead one."""
+        self.workers[index] = self._new_worker()
+        self.n_replaced_workers += 1
+
+    def close(self) -> None:
+        """Stop the workers (the Ray session stays: it may be the user's)."""
+        for worker in self.workers:
+            self._ray.kill(worker)
+        self.workers = []
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Populations
+    # ------------------------------------------------------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        policy: PopulationPolicy,
+        flat_weights: th.Tensor,
+        n_episodes: int,
+        deterministic: bool,
+        seed: int,
+        step_hook: StepHook,
+        select_recorded: Callable[[np.ndarray], np.ndarray] | None,
+    ) -> PopulationResult:
+        """The arguments and the result are those of :meth:`sb3_cemah.common.evaluators.LocalEvaluator.evaluate`;
+        with ``select_recorded``, only the selected candidates' steps are fetched from the workers."""
+        if not self.workers:
+            self._start(policy)
+        n_candidates = flat_weights.shape[0]
+        weights = flat_weights.detach().cpu().numpy()
+        weights_ref = self._ray.put(weights)  # once per population, whatever the number of tasks
+        tasks = self._tasks(n_candidates, n_episodes, deterministic, seed)
+        record = select_recorded is not None
+        self._n_populations += 1
+
+        returns = np.zeros(n_candidates)
+        lengths = np.zeros(n_candidates)
+        ran_on: dict[int, int] = {}  # task index -> worker index
+        pending = deque(tasks)
+        idle = deque(range(self.num_workers))
+        in_flight: dict[Any, tuple[int, Task]] = {}
+        completed = True
+        while pending or in_flight:
+            while pending and idle:
+                worker, task = idle.popleft(), pending.popleft()
+                in_flight[self.workers[worker].evaluate.remote(weights_ref, task, record)] = (worker, task)
+            (ref,), _ = self._ray.wait(list(in_flight), num_returns=1)
+            worker, task = in_flight.pop(ref)
+            try:
+                outcome: TaskResult = self._ray.get(ref)
+            except self._ray.exceptions.RayActorError:
+                # The worker died (its task's partial steps are lost, uncounted): run the task again elsewhere.
+                self._replace(worker)
+                pending.appendleft(task)
+                idle.append(worker)
+                continue
+            idle.append(worker)
+            returns[task.candidates] = outcome.returns
+            lengths[task.candidates] = outcome.episode_lengths
+            ran_on[task.index] = worker
+            if not self._replay(outcome, step_hook):
+                for other in in_flight:
+                    self._ray.cancel(other)  # a queued task is dropped; a running one finishes, unread
+                completed = False
+                break
+
+        result = PopulationResult(returns=returns, episode_lengths=lengths, completed=completed)
+        if record and completed:
+            assert select_recorded is not None
+            self._fetch_recorded(result, select_recorded(returns), tasks, ran_on, weights_ref)
+        return result
+
+    def _tasks(self, n_candidates: int, n_episodes: int, deterministic: bool, seed: int) -> list[Task]:
+        size = self.candidates_per_task or max(self.envs_per_worker, math.ceil(n_candidates / (2 * self.num_workers)))
+        starts = range(0, n_candidates, size)
+        seeds = np.random.SeedSequence(seed).generate_state(len(starts))
+        return [
+            Task(
+                self._n_populations,
+                index,
+                np.arange(start, min(start + size, n_candidates)),
+                int(task_seed),
+                n_episodes,
+                deterministic,
+            )
+            for index, (start, task_seed) in enumerate(zip(starts, seeds, strict=True))
+        ]
+
+    def _replay(self, outcome: TaskResult, step_hook: StepHook) -> bool:
+        """
+        Give the callbacks a finished task's steps as calls of ``n_envs`` env steps each, its episodes' Monitor
+        records in the calls' ``infos`` (and ``dones``); a remainder short of a call waits for the next task.
+
+        :return: False when the hook asks to stop.
+        """
+        n_envs = self.env.num_envs
+        self._carried_steps += outcome.env_steps
+        self._carried_episodes.extend(outcome.episodes)
+        # The observation the callbacks see does not change: the head's env does not step.
+        observation_space = self.env.observation_space
+        new_obs = np.zeros((n_envs, *(observation_space.shape or ())), dtype=observation_space.dtype)
+        rewards = np.zeros(n_envs, dtype=np.float32)
+        counted = np.ones(n_envs, dtype=bool)
+        while self._carried_steps >= n_envs:
+            self._carried_steps -= n_envs
+            dones = np.zeros(n_envs, dtype=bool)
+            infos: list[dict[str, Any]] = [{} for _ in range(n_envs)]
+            for slot in range(min(n_envs, len(self._carried_episodes))):
+                dones[slot] = True
+                infos[slot] = {"episode": self._carried_episodes.popleft()}
+            if not step_hook(new_obs, rewards, dones, infos, counted):
+                return False
+        return True
+
+    def _fetch_recorded(
+        self,
+        result: PopulationResult,
+        selected: np.ndarray,
+        tasks: list[Task],
+        ran_on: dict[int, int],
+        weights_ref: Any,
+    ) -> None:
+        """Fetch the selected candidates' recorded steps from the workers that ran them (or their replacements)."""
+        wanted = [task for task in tasks if np.isin(task.candidates, selected).any()]
+        parts: list[tuple[np.ndarray, th.Tensor, np.ndarray]] = []
+        for task in wanted:
+            while True:
+                worker = ran_on[task.index]
+                try:
+                    parts.append(self._ray.get(self.workers[worker].recorded.remote(weights_ref, task, selected)))
+                    break
+                except self._ray.exceptions.RayActorError:
+                    self._replace(worker)
+        result.observations = np.concatenate([part[0] for part in parts])
+        result.actions = th.cat([part[1] for part in parts])
+        result.step_candidates = np.concatenate([part[2] for part in parts])
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError("A RayEvaluator holds live Ray actors and cannot be pickled (the algorithms do not save it).")
+
+
+def _env_factory(
+    env: VecEnv,
+    env_id: str | None,
+    env_kwargs: dict[str, Any] | None,
+    env_factory: Callable[[], gym.Env] | None,
+) -> Callable[[], gym.Env]:
+    """The workers' env builder (see :class:`RayEvaluator`), checked by pickling and building it once here."""
+    if env_factory is not None:
+        source = "evaluator_kwargs env_factory"
+        factory = env_factory
+    elif env_id is not None:
+        source = f"env_id {env_id!r}"
+        factory = functools.partial(gym.make, gym.spec(env_id), **(env_kwargs or {}))
+    else:
+        if env_kwargs:
+            raise ValueError("evaluator_kwargs: env_kwargs needs env_id.")
+        spec = env.get_attr("spec", indices=[0])[0]
+        if spec is None:
+            raise ValueError(
+                "The Ray evaluator cannot rebuild the training env on its workers: it was not made by gym.make "
+                "(no spec). Pass evaluator_kwargs=dict(env_id=..., env_kwargs=...) or env_factory=<a picklable "
+                "function returning a new env>."
+            )
+        wrappers = tuple(wrapper for wrapper in spec.additional_wrappers if wrapper.entry_point != _MONITOR_ENTRY_POINT)
+        for wrapper in wrappers:
+            if wrapper.kwargs is None:
+                raise ValueError(
+                    f"The Ray evaluator cannot rebuild the training env's wrapper {wrapper.name} on its workers: it "
+                    "does not record its constructor arguments (gymnasium.utils.RecordConstructorArgs). Pass "
+                    "evaluator_kwargs=dict(env_factory=<a picklable function returning the wrapped env>)."
+                )
+        source = f"the training env's spec ({spec.id})"
+        factory = functools.partial(gym.make, dataclasses.replace(spec, additional_wrappers=wrappers))
+    import ray.cloudpickle as cloudpickle
+
+    try:
+        rebuilt = cloudpickle.loads(cloudpickle.dumps(factory))
+        probe = rebuilt()
+    except Exception as error:
+        raise ValueError(
+            f"The Ray evaluator cannot send {source} to its workers: {type(error).__name__}: {error}. Pass "
+            "evaluator_kwargs=dict(env_factory=...) with a picklable function (e.g. a module-level one) that builds the env."
+        ) from error
+    try:
+        if probe.observation_space != env.observation_space or probe.action_space != env.action_space:
+            raise ValueError(
+                f"The env built from {source} has spaces {probe.observation_space}, {probe.action_space}; the training "
+                f"env has {env.observation_space}, {env.action_space}."
+            )
+    finally:
+        probe.close()
+    return factory
