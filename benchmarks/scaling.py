@@ -272,8 +272,8 @@ Results depend on the seed, `candidates_per_task` and `envs_per_worker` (the slo
 `ray-1` (2 slots per task) and `ray-2` (1 slot) run different populations; the rates count whatever steps each took.
 
 Goal: `ray-2` >= {GOAL_RAY2_VS_LOCAL}x `local`: {"met" if ratio >= GOAL_RAY2_VS_LOCAL else "not met"} ({ratio:.2f}x) on this
-machine, whose two cores were shared with other jobs during the run (load average above). Two workers can at most
-double one process's rate when two cores are free; here they compete with the other jobs for the same two cores.
+machine (see the load average above). Two workers can at most double one process's rate, and only when both cores
+are free: other jobs on the same cores take it away.
 
 ## Time per iteration, and the projection to a cluster
 
