@@ -10,6 +10,7 @@ from typing import Any
 import gymnasium as gym
 import pytest
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
@@ -118,3 +119,18 @@ def read_progress(folder: str | Path) -> dict[str, list[float]]:
 def progress_csv() -> Callable[[str | Path], dict[str, list[float]]]:
     """Reader of the ``progress.csv`` written by ``configure(folder, ["csv"])``: column name -> values."""
     return read_progress
+
+
+class SpacesEnv(gym.Env):
+    """A one-step env with the given spaces."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space):
+        self.observation_space = observation_space
+        self.action_space = action_space
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        return self.observation_space.sample(), 0.0, True, False, {}

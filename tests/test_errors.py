@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import stable_baselines3.common.base_class
+from conftest import SpacesEnv
 from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.save_util import save_to_pkl
@@ -21,21 +22,6 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from sb3_cemah import CEM, CEMAH
 
 ALGOS = {"CEM": CEM, "CEMAH": CEMAH}
-
-
-class SpacesEnv(gym.Env):
-    """A one-step env with the given spaces."""
-
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space):
-        self.observation_space = observation_space
-        self.action_space = action_space
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
-        super().reset(seed=seed)
-        return self.observation_space.sample(), {}
-
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
-        return self.observation_space.sample(), 0.0, True, False, {}
 
 
 BOX_OBS = spaces.Box(-1.0, 1.0, (3,), np.float32)
