@@ -25,7 +25,7 @@ pytest.importorskip("rl_zoo3")
 pytest.importorskip("matplotlib")
 
 from benchmarks.suite import protocol, report, results
-from benchmarks.suite.run import Runner, is_finished
+from benchmarks.suite.run import Runner, is_finished, save_probe_rates
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,12 +199,35 @@ def test_protocol_quick_suite() -> None:
     for env in protocol.ENVS:
         env_runs = [run for run in runs if run.env == env]
         assert len({run.budget for run in env_runs}) == 1, "same budget for every algorithm on an env"
-        assert all(run.budget // run.eval_freq == protocol.EVAL_POINTS for run in env_runs)
+        overridden = protocol.QUICK.cell_eval_freqs or {}
+        assert all(
+            run.budget // run.eval_freq == protocol.EVAL_POINTS for run in env_runs if (env, run.algo) not in overridden
+        )
+    assert {(run.env, run.algo): run.eval_freq for run in runs if run.algo in protocol.QTOPT_ALGOS and run.env == "maze"} == {
+        ("maze", "qtopt"): 5_000,
+        ("maze", "qtopt_ddpg"): 5_000,
+    }
+    assert {run.env for run in runs if run.algo == "qtopt"} == set(protocol.ENVS)
     assert sorted(run.seed for run in runs if run.env == "maze" and run.algo == "cemah") == [0, 1, 2]
     assert [run.seed for run in runs if run.env == "maze" and run.algo == "dqn"] == [0]
     assert not [run for run in runs if run.algo == "dqn" and run.env != "maze"]
     total_s = sum(protocol.estimate_seconds(run, {}) for run in runs)
     assert total_s < 8 * 3600
+
+
+def test_probe_rates_keep_the_other_measurements(tmp_path: Path) -> None:
+    """A probe of some algorithms (or in another root) adds its rates to the file and keeps the others'."""
+    rates_file = tmp_path / "step_rates.json"
+    rates_file.write_text(json.dumps({"rates": {"cem/maze": {"train_steps_per_s": 7000.0}}}))
+    result = {"status": "ok", "algo": "qtopt", "env": "maze", "finished_utc": "now"}
+    result["metrics"] = {"train_steps_per_s": 40.0, "train_steps_per_cpu_s": 50.0, "s_per_test_episode": 4.0}
+    run_dir = tmp_path / "results" / "probe" / "maze" / "qtopt" / "seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / results.RESULT_FILE).write_text(json.dumps(result))
+    rates = save_probe_rates(tmp_path / "results", rates_file)["rates"]
+    assert rates["cem/maze"] == {"train_steps_per_s": 7000.0}
+    assert rates["qtopt/maze"]["train_steps_per_s"] == 50.0
+    assert json.loads(rates_file.read_text())["rates"] == rates
 
 
 def test_zoo_train_real_tiny_run(tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ COLORS = {
     "a2c": "tab:blue",
     "ddpg": "tab:purple",
     "dqn": "tab:brown",
+    "qtopt": "tab:gray",
+    "qtopt_ddpg": "tab:olive",
 }
 
 

@@ -27,7 +27,9 @@ EVAL_EPISODES = 10
 EVAL_POINTS = 20
 
 POPULATION_ALGOS = ("cemah", "cem", "ars")
-ALL_ALGOS = ("cemah", "cem", "ars", "a2c", "ddpg", "dqn")
+#: The paper's CEM-based Q-learning baselines (``sb3_cemah.QtOpt``, ``QtOptDDPG``), run on every env.
+QTOPT_ALGOS = ("qtopt", "qtopt_ddpg")
+ALL_ALGOS = ("cemah", "cem", "ars", "a2c", "ddpg", "dqn", *QTOPT_ALGOS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +84,7 @@ ENVS: dict[str, EnvSpec] = {
         env_id="ReacherBulletEnv-v0",
         max_episode_steps=150,
         typical_episode_steps=150,
-        algos=("cemah", "cem", "ars", "a2c", "ddpg"),
+        algos=("cemah", "cem", "ars", "a2c", "ddpg", *QTOPT_ALGOS),
         # The paper's reacher is the authors' own env: its returns are not comparable, so rl-zoo3's.
         references=(
             Reference("rl-zoo3 ARS agent", -4.2),
@@ -96,7 +98,7 @@ ENVS: dict[str, EnvSpec] = {
         env_id="AntBulletEnv-v0",
         max_episode_steps=1_000,
         typical_episode_steps=1_000,
-        algos=("cemah", "cem", "ars", "a2c", "ddpg"),
+        algos=("cemah", "cem", "ars", "a2c", "ddpg", *QTOPT_ALGOS),
         references=(
             Reference("paper CEM final", 739.59),
             Reference("paper CEM-AH final", 845.51),
@@ -108,7 +110,7 @@ ENVS: dict[str, EnvSpec] = {
         env_id="Walker2DBulletEnv-v0",
         max_episode_steps=1_000,
         typical_episode_steps=1_000,
-        algos=("cemah", "cem", "ars", "a2c", "ddpg"),
+        algos=("cemah", "cem", "ars", "a2c", "ddpg", *QTOPT_ALGOS),
         references=(
             Reference("paper CEM final", 550.78),
             Reference("paper CEM-AH final", 640.54),
@@ -146,12 +148,16 @@ class SuiteSpec:
     description: str
     #: ``--eval-freq`` per env instead of ``budget / EVAL_POINTS`` (the probe's budgets are ceilings).
     eval_freqs: dict[str, int] | None = None
+    #: ``--eval-freq`` of single ``(env, algo)`` cells, before ``eval_freqs``: for runs that the cap stops long before
+    #: the env's evaluation interval (Qt-Opt's), which would otherwise never be tested.
+    cell_eval_freqs: dict[tuple[str, str], int] | None = None
 
 
-# Quick: about 6 core-hours in all (`--dry-run` prints the estimate). The budgets come from the rates the
-# probe suite measured on this machine (docs/benchmarks/suite/step_rates.json). The 20 evaluations of 10
-# episodes cost as much as training on the PyBullet envs (CEM-AH acts at a few hundred steps per second
-# there), which is why ant and walker get only 200k steps. DDPG and DQN are cut by the 10-minute cap.
+# Quick: about 7 core-hours in all (`--dry-run` prints the estimate), 1.4 of them Qt-Opt's 8 runs. The budgets come
+# from the rates the probe suite measured on this machine (docs/benchmarks/suite/step_rates.json). The 20
+# evaluations of 10 episodes cost as much as training on the PyBullet envs (CEM-AH acts at a few hundred steps per
+# second there), which is why ant and walker get only 200k steps. DDPG, DQN, Qt-Opt and Qt-Opt+DDPG are cut by the
+# 10-minute cap.
 QUICK = SuiteSpec(
     name="quick",
     budgets={"maze": 1_000_000, "reacher": 500_000, "ant": 200_000, "walker": 200_000},
@@ -160,7 +166,10 @@ QUICK = SuiteSpec(
     max_episodes=None,
     population_seeds=(0, 1, 2),
     other_seeds=(0,),
-    description="3 seeds for cemah/cem/ars, 1 for the others; about 6 core-hours.",
+    description="3 seeds for cemah/cem/ars, 1 for the others; about 7 core-hours.",
+    # After its 10k warm-up steps Qt-Opt trains at ~50 env steps/s on the maze, Qt-Opt+DDPG at ~16 (probe, wall-clock):
+    # the cap stops them before the maze's first evaluation at 50k steps.
+    cell_eval_freqs={("maze", algo): 5_000 for algo in QTOPT_ALGOS},
 )
 
 # Full: the paper's 50k training episodes (a step ceiling of 50k typical episodes, and the episode count
@@ -188,6 +197,9 @@ PROBE = SuiteSpec(
     description="One 90 s run per algorithm and env, to measure step rates; not a result.",
     # A few evaluations within the 90 s, to time test episodes too.
     eval_freqs={"maze": 50_000, "reacher": 30_000, "ant": 15_000, "walker": 15_000},
+    # Qt-Opt takes 10k random warm-up steps (hyperparams/qtopt.yml), then does a CEM-targeted gradient step per env
+    # step: one evaluation soon after the warm-up.
+    cell_eval_freqs={(env, algo): 12_000 for env in ENVS for algo in QTOPT_ALGOS},
 )
 
 SUITES: dict[str, SuiteSpec] = {suite.name: suite for suite in (QUICK, FULL, PROBE)}
@@ -317,7 +329,9 @@ def expand(
                             algo=algo,
                             seed=algo_seeds[round_index],
                             budget=budget,
-                            eval_freq=(suite.eval_freqs or {}).get(env_key) or eval_freq_for(budget),
+                            eval_freq=(suite.cell_eval_freqs or {}).get((env_key, algo))
+                            or (suite.eval_freqs or {}).get(env_key)
+                            or eval_freq_for(budget),
                             cap_s=suite.population_cap_s if algo in POPULATION_ALGOS else suite.caps_s[env_key],
                             max_episodes=suite.max_episodes,
                         )
@@ -335,7 +349,9 @@ class Rate:
 
 # Env steps per second of training on one core, (algo, env) -> rate, before any probe has been run:
 # DESIGN.md section 4 (random actions, SB3 on ReacherBullet) scaled by a guess of each method's overhead.
-_DEFAULT_OVERHEAD = {"cemah": 0.5, "cem": 0.8, "ars": 0.7, "a2c": 0.15, "ddpg": 0.01, "dqn": 0.2}
+_DEFAULT_OVERHEAD = {
+    "cemah": 0.5, "cem": 0.8, "ars": 0.7, "a2c": 0.15, "ddpg": 0.01, "dqn": 0.2, "qtopt": 0.01, "qtopt_ddpg": 0.01
+}  # fmt: skip
 
 
 def default_rate(algo: str, env: str) -> float:

@@ -37,6 +37,8 @@ ALGO_NAMES = {
     "a2c": "REINFORCE (A2C)",
     "ddpg": "DDPG",
     "dqn": "DQN",
+    "qtopt": "Qt-Opt",
+    "qtopt_ddpg": "Qt-Opt+DDPG",
 }
 
 # DESIGN.md section 4: the paper's test reward after 50k episodes, (env, algo) -> value.
@@ -45,6 +47,8 @@ PAPER_FINAL = {
     ("maze", "ddpg"): 909.90,
     ("maze", "dqn"): 805.47,
     ("maze", "a2c"): 622.30,
+    ("maze", "qtopt"): 724.47,
+    ("maze", "qtopt_ddpg"): 767.54,
     ("ant", "cemah"): 845.51,
     ("ant", "cem"): 739.59,
     ("walker", "cemah"): 640.54,
@@ -58,6 +62,10 @@ PAPER_TRAIN_S = {
     ("walker", "cemah"): 11.82,
     ("maze", "cem"): 0.84,
     ("reacher", "cem"): 0.03,
+    ("maze", "qtopt"): 19.04,
+    ("reacher", "qtopt"): 6.14,
+    ("maze", "qtopt_ddpg"): 24.62,
+    ("reacher", "qtopt_ddpg"): 6.47,
 }
 # rl-zoo3's benchmark (one run each, their budgets) and released ARS agents.
 ZOO_REFERENCE = {
@@ -538,7 +546,8 @@ def build(root: Path, suite: str) -> str:
         "little; what separates the methods is whether they reach ~998 (the 16-step optimum is 998.4).",
         "- **Baselines**: REINFORCE is SB3's A2C configured REINFORCE-style (`hyperparams/a2c.yml`); DDPG on the maze acts "
         "through `DiscreteToBoxActionWrapper` (softmax); ARS is sb3-contrib's. On the PyBullet envs, ARS and DDPG use "
-        "rl-zoo3's own tuned hyper-parameters (this repository has no entry for them); the paper's Qt-Opt is not run.",
+        "rl-zoo3's own tuned hyper-parameters (this repository has no entry for them). Qt-Opt and Qt-Opt+DDPG are this "
+        "package's `QtOpt` and `QtOptDDPG` (`hyperparams/qtopt.yml`, `qtopt_ddpg.yml`).",
         "- **Hardware**: the paper's times are on a V100 GPU + Xeon; ours are one core of a shared 2-core CPU machine "
         "(other jobs were running at times, so wall-clock numbers are noisy).",
         "- **Evaluation on the maze**: rl-zoo3 evaluates MiniGrid envs (sb3_cemah registers the maze as one) with "

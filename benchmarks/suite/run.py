@@ -87,8 +87,11 @@ def load_rates(path: Path = RATES_FILE) -> dict[tuple[str, str], protocol.Rate]:
 
 
 def save_probe_rates(root: Path, path: Path = RATES_FILE) -> dict[str, Any]:
-    """Write the rates measured by the probe suite's finished runs to ``path``."""
-    rates = {}
+    """
+    Write the rates measured by the probe suite's finished runs under ``root`` to ``path``, over the rates already
+    there: a probe of some algorithms (``--algos``), or in another ``--root``, keeps the others' measurements.
+    """
+    rates = json.loads(path.read_text()).get("rates", {}) if path.is_file() else {}
     for result_path in sorted((root / protocol.PROBE.name).glob(f"*/*/*/{RESULT_FILE}")):
         result = json.loads(result_path.read_text())
         found = result.get("metrics", {})
