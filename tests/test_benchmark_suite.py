@@ -24,7 +24,7 @@ import yaml
 pytest.importorskip("rl_zoo3")
 pytest.importorskip("matplotlib")
 
-from benchmarks.suite import protocol, report, results
+from benchmarks.suite import aggregate, protocol, report, results
 from benchmarks.suite.run import Runner, is_finished
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -191,6 +191,25 @@ def test_report_from_fake_runs(tmp_path: Path, fake_python: Path, monkeypatch: p
             assert f"reacher/{algo}/seed{seed}" in text
     assert "rl-zoo3 A2C (15) | CEM-AH | 2/2 | 2,000 |" in text
     assert (tmp_path / "plots" / "quick_reacher.png").stat().st_size > 10_000
+    # The fake runs are identical but for the seed: every method ties, and the aggregates cover all three.
+    assert "Ties with CEM (difference 0.00 [" in text
+    assert "| CEM-AH | 2 | " in text
+    for name in ("iqm", "improvement", "profiles"):
+        assert (tmp_path / "plots" / f"quick_aggregate_{name}.png").is_file()
+
+
+def test_aggregate_statistics() -> None:
+    scores = {"a": {"x": [1.0, 2.0, 3.0], "y": [1.0, 1.0]}, "b": {"x": [0.0, 0.1], "y": [0.0, 0.2]}, "c": {"x": [5.0]}}
+    matrices = aggregate.score_matrices(scores, ["x", "y"])
+    # Two runs per env at most for "a" (its fewest), none for the single-seed "c".
+    assert sorted(matrices) == ["a", "b"]
+    assert matrices["a"].shape == (2, 2)
+    improvement = aggregate.probability_of_improvement(matrices, "a")["b"]
+    assert improvement.value == 1.0 and improvement.low == 1.0
+    assert aggregate.normalise([5.0], random=0.0, reference=10.0)[0] == 0.5
+    assert aggregate.verdict(aggregate.difference([10.0, 11.0, 12.0], [0.0, 1.0, 2.0])) == "beats"
+    assert aggregate.verdict(aggregate.difference([0.0, 10.0], [5.0, 6.0])) == "ties"
+    assert aggregate.verdict(aggregate.difference([1.0, 2.0], [3.0])) == "no verdict (1 seed)"
 
 
 def test_protocol_quick_suite() -> None:

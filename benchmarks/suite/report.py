@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import cpu_model_name, package_version
-from benchmarks.suite import protocol
+from benchmarks.suite import aggregate, protocol
 from benchmarks.suite.plots import plot_env
 from benchmarks.suite.random_baseline import RANDOM_FILE
 from benchmarks.suite.results import EVAL_CSV, RAW_DIR, RESULT_FILE, TRAIN_CSV, load_results, read_csv
@@ -71,6 +71,10 @@ ZOO_REFERENCE = {
     ("reacher", "ddpg"): "15.6",
     ("reacher", "ars"): "-4.2 (released agent)",
 }
+
+
+# How the per-env verdicts read (keys: aggregate.verdict's).
+VERDICT_TEXT = {"beats": "Beats", "ties": "Ties with", "loses to": "Loses to", "no verdict (1 seed)": "One seed, no verdict:"}
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
@@ -255,55 +259,72 @@ class Report:
             )
         return lines
 
-    def uncertainty(self, env: str, algo: str) -> float:
-        """
-        Spread of a cell's final test return: the std over seeds with two seeds or more, else the standard
-        error of the one run's final evaluation (std of its test episodes over sqrt(episodes)).
-        """
-        finals = self.finals(env, algo)
-        if len(finals) > 1:
-            return float(np.std(finals))
-        runs = [r for r in self.ok(env, algo) if r["_eval"]]
-        if not runs:
-            return 0.0
-        last = runs[0]["_eval"][-1]
-        std = last.get("std_return", float("nan"))
-        return float(std / np.sqrt(protocol.EVAL_EPISODES)) if np.isfinite(std) else 0.0
+    def normalised(self, env: str, algo: str) -> list[float]:
+        """Final test returns scaled to the random policy (0) and the env's score reference (1)."""
+        reference = protocol.ENVS[env].score_reference.value
+        return list(aggregate.normalise(self.finals(env, algo), self.random[env]["mean_return"], reference))
+
+    def matrices(self) -> dict[str, np.ndarray]:
+        """rliable's score matrices over the envs with a measured random policy (see :func:`aggregate.score_matrices`)."""
+        envs = [env for env in self.envs() if env in self.random]
+        algos = [algo for algo in protocol.ALL_ALGOS if any((env, algo) in self.by_cell for env in envs)]
+        scores = {algo: {env: self.normalised(env, algo) for env in envs if (env, algo) in self.by_cell} for algo in algos}
+        return aggregate.score_matrices(scores, envs)
+
+    def aggregate_section(self) -> list[str]:
+        """Normalisation, IQM and probability of improvement (table and plots), and who is left out and why."""
+        envs = [env for env in self.envs() if env in self.random]
+        lines = [
+            "| env | random policy (score 0) | score 1: reference return |",
+            "|---|---|---|",
+            *(
+                f"| {env} | {fmt(self.random[env]['mean_return'])} | {fmt(protocol.ENVS[env].score_reference.value)}: "
+                f"{protocol.ENVS[env].score_reference.label} |"
+                for env in envs
+            ),
+            "",
+        ]
+        matrices = self.matrices()
+        left_out = [ALGO_NAMES[a] for a in protocol.ALL_ALGOS if a not in matrices and any(k[1] == a for k in self.by_cell)]
+        if left_out:
+            lines += [
+                f"Left out of the aggregates: {', '.join(left_out)} (fewer than 2 seeds, or not run, on some env: a "
+                "stratified bootstrap has nothing to resample from one run per env).",
+                "",
+            ]
+        if "cemah" not in matrices:
+            return [*lines, "No aggregate: CEM-AH has fewer than 2 seeds on some env."]
+        iqm = aggregate.iqm(matrices)
+        improvement = aggregate.probability_of_improvement(matrices, "cemah")
+        lines += [
+            f"| algorithm | runs per env | IQM of normalised scores [{aggregate.CONFIDENCE:.0%} CI] "
+            f"| P(CEM-AH > algorithm) [{aggregate.CONFIDENCE:.0%} CI] |",
+            "|---|---|---|---|",
+        ]
+        for algo, matrix in matrices.items():
+            versus = improvement[algo].text() if algo in improvement else ""
+            lines.append(f"| {ALGO_NAMES[algo]} | {matrix.shape[0]} | {iqm[algo].text()} | {versus} |")
+        prefix = PLOTS_DIR / f"{self.suite.name}_aggregate"
+        paths = aggregate.plot(matrices, "cemah", ALGO_NAMES, prefix)
+        return [*lines, "", *(f"![{path.stem}](suite/plots/{path.name})" for path in paths)]
 
     def verdicts(self) -> list[str]:
-        """Plain statements of where CEM-AH wins and loses, by final test return and by time."""
+        """Per env, CEM-AH against each method by the bootstrap interval of the difference of mean final returns."""
         lines = []
         for env in self.envs():
             cemah = self.finals(env, "cemah")
             if not cemah:
                 lines.append(f"- **{env}**: no finished CEM-AH run yet.")
                 continue
-            c_mean = float(np.mean(cemah))
-            ranking = sorted(
-                ((float(np.mean(self.finals(env, algo))), algo) for algo in self.algos(env) if self.finals(env, algo)),
-                key=lambda item: -item[0],
-            )
-            rank = [algo for _, algo in ranking].index("cemah") + 1
-            wins, losses, ties = [], [], []
-            for mean, algo in ranking:
-                if algo == "cemah":
+            by_verdict: dict[str, list[str]] = defaultdict(list)
+            for algo in self.algos(env):
+                if algo == "cemah" or not self.finals(env, algo):
                     continue
-                # Within the spread (over seeds, or of the test episodes with one seed): no claim either way.
-                noise = self.uncertainty(env, "cemah") + self.uncertainty(env, algo)
-                text = f"{ALGO_NAMES[algo]} ({fmt(mean)})"
-                if abs(c_mean - mean) <= noise:
-                    ties.append(text)
-                elif c_mean > mean:
-                    wins.append(text)
-                else:
-                    losses.append(text)
-            parts = [f"- **{env}**: CEM-AH final test return {fmt(c_mean)} ranks {rank}/{len(ranking)}."]
-            if wins:
-                parts.append(f"Beats {', '.join(wins)}.")
-            if losses:
-                parts.append(f"Loses to {', '.join(losses)}.")
-            if ties:
-                parts.append(f"Within the spread of {', '.join(ties)} (no claim either way).")
+                difference = aggregate.difference(cemah, self.finals(env, algo))
+                detail = f"difference {difference.text()}" if difference else f"{fmt(float(np.mean(self.finals(env, algo))))}"
+                by_verdict[aggregate.verdict(difference)].append(f"{ALGO_NAMES[algo]} ({detail})")
+            parts = [f"- **{env}**: CEM-AH final test return {fmt(float(np.mean(cemah)))} ({len(cemah)} seeds)."]
+            parts += [f"{VERDICT_TEXT[label]} {', '.join(items)}." for label, items in by_verdict.items()]
             episodes = float(np.mean([r["metrics"]["train_episodes"] for r in self.ok(env, "cemah")]))
             population = (protocol.hyperparams("cemah", protocol.ENVS[env].env_id) or {}).get("population_size")
             if population:
@@ -311,17 +332,11 @@ class Report:
                     f"Its runs trained on {episodes:,.0f} episodes, about {episodes / population:.0f} iterations of "
                     f"its {population}-candidate population."
                 )
-            cem_time = [r["metrics"]["s_per_train_episode"] for r in self.ok(env, "cem")]
-            cemah_time = [r["metrics"]["s_per_train_episode"] for r in self.ok(env, "cemah")]
-            cem_t, cemah_t = mean_std(cem_time)[0], mean_std(cemah_time)[0]
+            cem_t = mean_std([r["metrics"]["s_per_train_episode"] for r in self.ok(env, "cem")])[0]
+            cemah_t = mean_std([r["metrics"]["s_per_train_episode"] for r in self.ok(env, "cemah")])[0]
             if cem_t and cemah_t:
                 parts.append(
                     f"Per training episode it takes {cemah_t / cem_t:.1f}x CEM's time ({cemah_t:.3f} s vs {cem_t:.3f} s)."
-                )
-            if env == "maze" and "maze" in self.random:
-                parts.append(
-                    f"A random policy scores {fmt(self.random['maze']['mean_return'])} here, so the maze separates the "
-                    "methods little."
                 )
             lines.append(" ".join(parts))
         return lines
@@ -489,7 +504,29 @@ def build(root: Path, suite: str) -> str:
         f"{protocol.EVAL_POINTS} times per run on {protocol.EVAL_EPISODES} episodes. Hyper-parameters are those of "
         "`hyperparams/<algo>.yml` (or rl-zoo3's own file where ours has no entry for the env), untuned.",
         "",
+        "## Aggregate statistics (rliable)",
+        "",
+        "Each run's score is its final test return normalised per env: `(return - random) / (reference - random)`, 0 for "
+        "a uniformly random policy (10 episodes, `random_baseline.json`) and 1 for the reference return in the table: "
+        "rl-zoo3's TD3 benchmark agent (one run, its own budget) where rl-zoo3 has one, otherwise the stated value. "
+        "IQM: the interquartile mean of all runs' scores pooled over envs; P(CEM-AH > X): the probability that a CEM-AH "
+        "run scores above a run of X on the same env, averaged over envs (0.5: no difference). Intervals: "
+        f"{aggregate.CONFIDENCE:.0%} percentile intervals of a stratified bootstrap over runs within each env "
+        f"({aggregate.REPS:,} replications, seeded; rliable's IQM and probability of improvement, the resampling done in "
+        "`benchmarks/suite/aggregate.py`: rliable's own fails with the `arch` releases tried, 8.0 and 7.2 under pandas 3). "
+        "Performance profile: the fraction of runs scoring above each "
+        "threshold, with pointwise intervals. **With 3 seeds per env these intervals are wide, and a bootstrap over 3 "
+        "values understates the uncertainty (a resample of 3 seeds takes at most 10 distinct values)**: an interval "
+        "that excludes a difference is evidence, one that includes it is no evidence either way.",
+        "",
+        *report.aggregate_section(),
+        "",
         "## Where CEM-AH wins and loses",
+        "",
+        "Per env, `beats` / `loses to` when the 95 % percentile-bootstrap interval of the difference of mean final test "
+        "returns (CEM-AH minus the other, each method's seeds resampled on their own, "
+        f"{aggregate.REPS:,} replications) excludes 0, `ties` when it includes 0; methods with one seed get no verdict. "
+        "Same caveat: 3 seeds per method.",
         "",
         *report.verdicts(),
         "",
