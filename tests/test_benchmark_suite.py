@@ -26,6 +26,7 @@ pytest.importorskip("matplotlib")
 
 from benchmarks.suite import aggregate, protocol, report, results
 from benchmarks.suite.run import Runner, is_finished
+from benchmarks.suite.run import main as run_main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -214,8 +215,8 @@ def test_aggregate_statistics() -> None:
 
 def test_protocol_quick_suite() -> None:
     runs = protocol.expand(protocol.QUICK)
-    assert {run.env for run in runs} == set(protocol.ENVS)
-    for env in protocol.ENVS:
+    assert {run.env for run in runs} == set(protocol.PAPER_ENVS)
+    for env in protocol.PAPER_ENVS:
         env_runs = [run for run in runs if run.env == env]
         assert len({run.budget for run in env_runs}) == 1, "same budget for every algorithm on an env"
         assert all(run.budget // run.eval_freq == protocol.EVAL_POINTS for run in env_runs)
@@ -224,6 +225,21 @@ def test_protocol_quick_suite() -> None:
     assert not [run for run in runs if run.algo == "dqn" and run.env != "maze"]
     total_s = sum(protocol.estimate_seconds(run, {}) for run in runs)
     assert total_s < 8 * 3600
+
+
+def test_protocol_medium_suite(capsys: pytest.CaptureFixture[str]) -> None:
+    runs = protocol.expand(protocol.MEDIUM)
+    assert len(runs) == 4 * 3 * 3
+    assert {run.env_id for run in runs} == {"Swimmer-v5", "Hopper-v5", "HalfCheetah-v5", "Walker2d-v5"}
+    assert {run.budget for run in runs} == {3_000_000}
+    # rl-zoo3 2.9 has no v5 entries: every run names one of this repository's yml files.
+    assert all(run.conf_file() is not None for run in runs)
+    # The smoke-test overrides: one run, its own budget and evaluation schedule.
+    assert run_main(["--suite", "medium", "--env", "hopper", "--algos", "cemah", "--seeds", "0", "--budget", "2000",
+                     "--dry-run"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "1 runs" in out
+    assert "--algo cemah --env Hopper-v5" in out and "-n 2000 --eval-freq 100 " in out
 
 
 def test_zoo_train_real_tiny_run(tmp_path: Path) -> None:

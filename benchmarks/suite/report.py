@@ -323,7 +323,8 @@ class Report:
                 difference = aggregate.difference(cemah, self.finals(env, algo))
                 detail = f"difference {difference.text()}" if difference else f"{fmt(float(np.mean(self.finals(env, algo))))}"
                 by_verdict[aggregate.verdict(difference)].append(f"{ALGO_NAMES[algo]} ({detail})")
-            parts = [f"- **{env}**: CEM-AH final test return {fmt(float(np.mean(cemah)))} ({len(cemah)} seeds)."]
+            seeds = f"{len(cemah)} seed{'s' if len(cemah) > 1 else ''}"
+            parts = [f"- **{env}**: CEM-AH final test return {fmt(float(np.mean(cemah)))} ({seeds})."]
             parts += [f"{VERDICT_TEXT[label]} {', '.join(items)}." for label, items in by_verdict.items()]
             episodes = float(np.mean([r["metrics"]["train_episodes"] for r in self.ok(env, "cemah")]))
             population = (protocol.hyperparams("cemah", protocol.ENVS[env].env_id) or {}).get("population_size")
@@ -375,7 +376,7 @@ class Report:
             "|---|---|---|---|---|---|---|",
         ]
         expected = protocol.expand(spec)
-        for key in protocol.ENV_ORDER:
+        for key in protocol.suite_envs(spec):
             env = protocol.ENVS[key]
             env_runs = [run for run in expected if run.env == key]
             found = sum(1 for result in self.results if result["env"] == key)
@@ -401,7 +402,7 @@ class Report:
             "| env | random policy return (10 episodes) | mean episode length | env steps/s (random actions, one core) |",
             "|---|---|---|---|",
         ]
-        for key in protocol.ENV_ORDER:
+        for key in protocol.suite_envs(self.suite):
             if key in self.random:
                 v = self.random[key]
                 lines.append(
@@ -468,7 +469,7 @@ def full_protocol_line() -> str:
 
     runs = protocol.expand(protocol.FULL)
     seconds = sum(protocol.estimate_seconds(run, load_rates()) for run in runs)
-    budgets = ", ".join(f"{env} {protocol.FULL.budgets[env]:,}" for env in protocol.ENV_ORDER)
+    budgets = ", ".join(f"{env} {budget:,}" for env, budget in protocol.FULL.budgets.items())
     return (
         f"`--suite full` is the paper's protocol: {len(runs)} runs, 3 seeds for every algorithm, 50k training episodes "
         f"per run (stopped by an episode counter; step ceilings {budgets}), wall-clock cap 48 h per run; estimated "
@@ -562,8 +563,8 @@ def build(root: Path, suite: str) -> str:
         "",
         "What differs from the paper:",
         "",
-        "- **Budgets**: the paper trains 50k episodes; the quick suite trains "
-        + ", ".join(f"{env} {spec.budgets[env]:,} env steps" for env in protocol.ENV_ORDER)
+        f"- **Budgets**: the paper trains 50k episodes; the {spec.name} suite trains "
+        + ", ".join(f"{env} {budget:,} env steps" for env, budget in spec.budgets.items())
         + " per run, the same for every algorithm on an env, so our numbers are early-training numbers. "
         "`--suite full` runs the 50k episodes.",
         "- **Envs**: gymnasium 1.x ports of the PyBullet envs (`pybullet_envs_gymnasium`); the paper used the "
@@ -617,7 +618,7 @@ def build(root: Path, suite: str) -> str:
         *report.commands(),
         "",
         f"Wall-clock caps per run ({spec.name}): a2c, ddpg, dqn "
-        + ", ".join(f"{env} {fmt_seconds(spec.caps_s[env])}" for env in protocol.ENV_ORDER)
+        + ", ".join(f"{env} {fmt_seconds(cap)}" for env, cap in spec.caps_s.items())
         + f"; cemah, cem, ars {fmt_seconds(spec.population_cap_s)} (a safety net only).",
         "",
         "## Every run",
