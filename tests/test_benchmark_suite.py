@@ -183,8 +183,9 @@ def test_report_from_fake_runs(tmp_path: Path, fake_python: Path, monkeypatch: p
     results.raw_dir(unfinished).mkdir(parents=True)
     (results.raw_dir(unfinished) / "run.json").write_text("{}")
     monkeypatch.setattr(report, "PLOTS_DIR", tmp_path / "plots")
-    text = report.build(root, "quick")
-    assert "## Where CEM-AH wins and loses" in text
+    blocks = report.build(root, "quick")
+    assert blocks["verdicts"].startswith("- **reacher**: CEM-AH final test return")
+    text = "\n".join(blocks.values())
     assert "| reacher | CEM-AH | 205.25 ± 0.25 (2 seeds)" in text
     assert "reacher/a2c/seed0 | not finished" in text
     for algo in ("cemah", "cem", "ars"):
@@ -263,3 +264,17 @@ def test_zoo_train_real_tiny_run(tmp_path: Path) -> None:
     expected = [k * (500 // n_envs) * n_envs for k in (1, 2)]
     assert [row["env_steps"] for row in results.read_csv(out / results.EVAL_CSV)] == expected
     assert collected["metrics"]["train_episodes"] > 0
+
+
+def test_fill_readme_keeps_prose(tmp_path: Path) -> None:
+    """The benchmark harness rewrites only its generated blocks, literally, and appends those a README lacks."""
+    from benchmarks.common import fill_readme
+
+    path = tmp_path / "README.md"
+    fill_readme(path, "Title", {"table": "| a |"})
+    assert path.read_text() == "# Title\n\n<!-- generated: table -->\n| a |\n<!-- end generated: table -->\n"
+    path.write_text(path.read_text().replace("# Title\n", "# Title\n\nProse.\n") + "\nMore prose.\n")
+    fill_readme(path, "Title", {"table": r"| b \1 |", "new": "x"})
+    text = path.read_text()
+    assert "Prose." in text and "More prose." in text and r"| b \1 |" in text and "| a |" not in text
+    assert text.endswith("<!-- generated: new -->\nx\n<!-- end generated: new -->\n")

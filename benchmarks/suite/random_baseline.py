@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import write_json
 from benchmarks.suite import protocol
-from benchmarks.suite.results import write_json_atomic
 
 RANDOM_FILE = protocol.REPO_ROOT / "docs" / "benchmarks" / "suite" / "random_baseline.json"
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{key:8s} {value['mean_return']:9.2f} ± {value['std_return']:7.2f}  "
               f"length {value['mean_length']:7.1f}  {value['env_steps_per_s']:7.0f} steps/s")  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out, data)
+    write_json(args.out, data)
 
 
 if __name__ == "__main__":

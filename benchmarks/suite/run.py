@@ -32,9 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import write_json
 from benchmarks.suite import protocol
 from benchmarks.suite.protocol import RunSpec
-from benchmarks.suite.results import RESULT_FILE, collect, raw_dir, write_json_atomic
+from benchmarks.suite.results import RESULT_FILE, collect, raw_dir
 
 #: Step rates measured by the probe suite (``python -m benchmarks.suite.run --suite probe``).
 RATES_FILE = protocol.REPO_ROOT / "docs" / "benchmarks" / "suite" / "step_rates.json"
@@ -111,7 +112,7 @@ def save_probe_rates(root: Path, path: Path = RATES_FILE) -> dict[str, Any]:
         "rates": rates,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, data)
+    write_json(path, data)
     return data
 
 
@@ -164,7 +165,7 @@ class Runner:
         raw = raw_dir(run_dir)
         raw.mkdir(parents=True)
         command = wrapper_command(run, self.root, self.python)
-        write_json_atomic(
+        write_json(
             raw / "run.json",
             {**dataclasses.asdict(run), "command": plain_command(run, self.root), "started_utc": utc_now()},
         )
@@ -224,7 +225,7 @@ class Runner:
         }
         if status != "ok":
             result["log_tail"] = _tail(raw_dir(run_dir) / "stdout.log", 40)
-        write_json_atomic(run_dir / RESULT_FILE, result)
+        write_json(run_dir / RESULT_FILE, result)
         self.actual_s += wall_s
         self.estimated_s += item.estimate_s
         final = result["metrics"].get("final_test_return")
