@@ -1,7 +1,18 @@
-"""Helpers shared by the benchmark scripts: machine description, statistics, CSV/JSON/markdown output."""
+"""
+The benchmark scripts' harness: options, the machine and command of a run, side-by-side timing, results to
+CSV/JSON, and the generated blocks of each benchmark's ``README.md``.
+
+A benchmark writes into its folder (``docs/benchmarks/<name>/`` by default) a CSV of its raw measurements,
+``summary.json`` (command, machine, settings and the statistics) and the blocks of ``README.md`` between
+``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->``: the run's command and machine, and its tables.
+Everything else in the README is prose written by hand, which a new run leaves as it is; in a folder without a
+README (e.g. a smoke test's ``--output /tmp/x``) the blocks alone are written. ``--from DIR`` rebuilds summary
+and tables from an earlier run's files without measuring.
+"""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import datetime
@@ -11,34 +22,17 @@ import json
 import os
 import pathlib
 import platform
+import re
 import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
 import numpy as np
-
-__all__ = [
-    "CEM_ENV_SETTINGS",
-    "Stopwatch",
-    "cemah_training_defaults",
-    "command_line",
-    "cpu_model_name",
-    "format_spread",
-    "machine_description",
-    "machine_markdown",
-    "markdown_table",
-    "package_version",
-    "quiet_native_stdout",
-    "readme_header",
-    "set_torch_threads",
-    "spread",
-    "write_csv",
-    "write_json",
-]
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -157,22 +151,6 @@ def machine_description() -> dict[str, Any]:
     }
 
 
-def machine_markdown(machine: dict[str, Any]) -> str:
-    """The machine description as a markdown bullet list."""
-    return "\n".join(f"- {key.replace('_', ' ')}: {value}" for key, value in machine.items())
-
-
-def readme_header(title: str, command: str, machine: dict[str, Any]) -> str:
-    """Title, exact command and machine section that every benchmark README starts with."""
-    return (
-        f"# {title}\n\n"
-        "Reproduce from the repository root (with the project's virtualenv: "
-        "`PYTHONPATH=. .venv/bin/python -m ...`):\n\n"
-        f"```\n{command}\n```\n\n"
-        f"## Machine\n\n{machine_markdown(machine)}\n"
-    )
-
-
 def set_torch_threads(n_threads: int) -> None:
     """Fix torch's intra-op threads: the default (all cores) competes with the envs and other jobs for the CPU."""
     import torch as th
@@ -180,7 +158,7 @@ def set_torch_threads(n_threads: int) -> None:
     th.set_num_threads(n_threads)
 
 
-def spread(values: Sequence[float]) -> dict[str, float]:
+def spread(values: Sequence[float] | np.ndarray) -> dict[str, float]:
     """Median, min, max and quartiles of repeated measurements."""
     array = np.asarray(values, dtype=np.float64)
     return {
@@ -206,19 +184,26 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
-def write_csv(path: pathlib.Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Write dict rows (the keys of the first row are the columns)."""
+def write_csv(path: pathlib.Path, rows: Sequence[dict[str, Any]], fields: Sequence[str] | None = None) -> None:
+    """
+    Write dict rows (columns: ``fields``, else the keys of the first row) to a temporary file renamed into place: a
+    reader (the report of a suite still running) never sees half a file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(fields if fields is not None else rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 def write_json(path: pathlib.Path, data: Any) -> None:
-    """Write indented JSON."""
+    """Write indented JSON, atomically as :func:`write_csv`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
@@ -237,3 +222,123 @@ def quiet_native_stdout() -> Iterator[None]:
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def read_csv_rows(path: pathlib.Path) -> list[dict[str, Any]]:
+    """Rows written by :func:`write_csv`, numbers parsed back (ints stay ints), other cells as strings."""
+
+    def parse(value: str) -> Any:
+        for kind in (int, float):
+            with contextlib.suppress(ValueError):
+                return kind(value)
+        return value
+
+    with path.open() as file:
+        return [{key: parse(value) for key, value in row.items()} for row in csv.DictReader(file)]
+
+
+def make_quiet_vec_env(env_id: str, n_envs: int, seed: int) -> Any:
+    """``make_vec_env`` (DummyVecEnv + Monitor), reset once, with pybullet's native start-up chatter silenced."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    if "Bullet" in env_id:
+        import pybullet_envs_gymnasium  # noqa: F401  (registers the PyBullet ids)
+    with quiet_native_stdout():
+        env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+        env.reset()  # PyBullet connects on the first reset
+    return env
+
+
+def parser(name: str, description: str) -> argparse.ArgumentParser:
+    """
+    The options every benchmark has: ``--output`` (its folder), ``--torch-threads`` and ``--from`` (rebuild from an
+    earlier run's folder); the script adds what it measures.
+    """
+    result = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}", description=description)
+    result.add_argument("--output", type=pathlib.Path, default=REPO_ROOT / "docs" / "benchmarks" / name, help="output folder")
+    result.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads")
+    result.add_argument(
+        "--from", dest="from_dir", type=pathlib.Path, default=None, help="rebuild summary and tables from this run folder"
+    )
+    return result
+
+
+@dataclass
+class Run:
+    """How a benchmark run was made: its command, machine and settings (those of the earlier run with ``--from``)."""
+
+    args: argparse.Namespace
+    command: str
+    machine: dict[str, Any]
+    #: ``summary.json`` of the earlier run with ``--from``, else empty.
+    recorded: dict[str, Any]
+
+    @classmethod
+    def start(cls, name: str, args: argparse.Namespace, **machine_extra: Any) -> Run:
+        """
+        Set torch's threads and describe the run; with ``--from``, restore the earlier run's settings into ``args``
+        (all but the folders), so that tables describe the run that measured.
+        """
+        set_torch_threads(args.torch_threads)
+        args.output.mkdir(parents=True, exist_ok=True)
+        if args.from_dir is None:
+            return cls(args, command_line(f"benchmarks.{name}"), {**machine_description(), **machine_extra}, {})
+        recorded = json.loads((args.from_dir / "summary.json").read_text())
+        for key, value in recorded.get("settings", {}).items():
+            if key in vars(args) and key not in ("output", "from_dir"):
+                setattr(args, key, value)
+        return cls(args, recorded["command"], recorded["machine"], recorded)
+
+    def rows(self, file_name: str) -> list[dict[str, Any]]:
+        """The raw measurements of the earlier run (``--from``)."""
+        assert self.args.from_dir is not None
+        return read_csv_rows(self.args.from_dir / file_name)
+
+    def save(self, file_name: str, rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> None:
+        """The raw measurements as CSV, and ``summary.json``: command, machine, settings, ``summary``."""
+        write_csv(self.args.output / file_name, rows)
+        settings = {key: str(value) if isinstance(value, pathlib.Path) else value for key, value in vars(self.args).items()}
+        write_json(
+            self.args.output / "summary.json",
+            {"command": self.command, "machine": self.machine, "settings": settings, **summary},
+        )
+
+    def report(self, title: str, tables: dict[str, str]) -> pathlib.Path:
+        """Fill ``README.md``'s generated blocks: ``run`` (command and machine) and one per table."""
+        machine = "\n".join(f"- {key.replace('_', ' ')}: {value}" for key, value in self.machine.items())
+        blocks = {
+            "run": "Reproduce from the repository root (with the project's virtualenv: `PYTHONPATH=. .venv/bin/python -m "
+            f"...`):\n\n```\n{self.command}\n```\n\n## Machine\n\n{machine}",
+            **tables,
+        }
+        return fill_readme(self.args.output / "README.md", title, blocks)
+
+
+def fill_readme(path: pathlib.Path, title: str, blocks: dict[str, str]) -> pathlib.Path:
+    """
+    Replace each block between ``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->`` in ``path`` (the
+    rest is prose, kept); a block the file lacks is appended, a missing file starts with ``title``.
+    """
+    text = path.read_text() if path.is_file() else f"# {title}\n"
+    for name, body in blocks.items():
+        block = f"<!-- generated: {name} -->\n{body}\n<!-- end generated: {name} -->"
+        pattern = re.compile(rf"<!-- generated: {name} -->.*?<!-- end generated: {name} -->", re.DOTALL)
+        if pattern.search(text):
+            # Split and join rather than pattern.sub: the block is literal text (sub would expand its backslashes).
+            before, after = pattern.split(text, maxsplit=1)
+            text = before + block + after
+        else:
+            text = f"{text}\n{block}\n"
+    path.write_text(text)
+    return path
+
+
+def interleaved(repetitions: int, variants: Sequence[str]) -> Iterator[tuple[int, str]]:
+    """
+    ``(repetition, variant)`` in the order of side-by-side timing: every variant once per repetition, the order
+    rotating each time, so that a burst of load from other jobs on a shared machine hits all variants alike.
+    """
+    for repetition in range(repetitions):
+        shift = repetition % len(variants)
+        for variant in (*variants[shift:], *variants[:shift]):
+            yield repetition, variant

@@ -35,10 +35,10 @@ import sb3_cemah  # noqa: F401  (registers the maze)
 from benchmarks.common import (
     CEM_ENV_SETTINGS,
     command_line,
+    fill_readme,
     machine_description,
     markdown_table,
     quiet_native_stdout,
-    readme_header,
     set_torch_threads,
     write_json,
 )
@@ -264,10 +264,7 @@ def main() -> None:
     results = [json.loads(path.read_text()) for path in sorted((args.out / "results").glob("*.json"))]
     table = markdown_table(HEADERS, summary_rows(results))
     print(table)
-    header = readme_header(
-        "CEM-AH imitation diagnostic", "python -m benchmarks.imitation ... (per file: results/*.json)", machine_description()
-    )
-    (args.out / "README.md").write_text(f"{header}\n## Mean test return over the same seeded episodes\n\n{table}\n")
+    fill_readme(args.out / "README.md", "CEM-AH imitation diagnostic", {"results": table})
 
 
 if __name__ == "__main__":

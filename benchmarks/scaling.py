@@ -13,16 +13,14 @@ A warm-up population per set-up (Ray's start, the workers' imports) is not timed
 ``local`` runs, in another process: their difference per population is the Ray evaluator's transfer and
 scheduling cost, one input of the model (see ``docs/benchmarks/scaling/README.md``).
 
-Run ``python -m benchmarks.scaling --help`` for the options.
+Run ``python -m benchmarks.scaling --help`` for the options; ``--population-size 8 --repetitions 1`` is a smoke test.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
-import pathlib
 import time
 from typing import Any
 
@@ -30,20 +28,9 @@ import numpy as np
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
-from benchmarks.common import (
-    command_line,
-    machine_description,
-    markdown_table,
-    quiet_native_stdout,
-    readme_header,
-    set_torch_threads,
-    spread,
-    write_csv,
-    write_json,
-)
+from benchmarks import common
 from sb3_cemah import CEM
 
-DEFAULT_OUTPUT = pathlib.Path("docs/benchmarks/scaling")
 SETUPS = ("local", "subproc", "ray-1", "ray-2")
 GOAL_RAY2_VS_LOCAL = 1.7
 WORKER_COUNTS = (16, 64, 256)
@@ -53,20 +40,7 @@ PAPER_POPULATION = 100
 MAZE_SECONDS_PER_STEP = 1 / 19_059
 MAZE_EPISODE_LENGTH = 1_000_000 / 1_014
 # CEM-AH's head step (pre-training of the hypernetwork on the elites, defaults): its median seconds per iteration.
-CEMAH_OVERHEAD_SUMMARY = pathlib.Path("docs/benchmarks/cemah_overhead/summary.json")
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env", default="AntBulletEnv-v0")
-    parser.add_argument("--population-size", type=int, default=16, help="candidates per timed population")
-    parser.add_argument("--repetitions", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT)
-    parser.add_argument(
-        "--from-measurements", type=pathlib.Path, help="rebuild summary.json and README.md from a measurements.csv"
-    )
-    return parser.parse_args(argv)
+CEMAH_OVERHEAD_SUMMARY = common.REPO_ROOT / "docs" / "benchmarks" / "cemah_overhead" / "summary.json"
 
 
 def build(setup: str, env_id: str, population_size: int, seed: int) -> CEM:
@@ -120,30 +94,22 @@ def time_population(model: CEM) -> dict[str, float]:
     }
 
 
-def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     import pybullet_envs_gymnasium  # noqa: F401  (registers the PyBullet ids)
     import ray
 
-    set_torch_threads(1)
     # Three logical CPUs on two cores: ray-1's actor (idle while ray-2 runs) keeps its CPU reserved.
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
-    with quiet_native_stdout():
+    with common.quiet_native_stdout():
         models = {setup: build(setup, args.env, args.population_size, args.seed) for setup in SETUPS}
         for model in models.values():
             model.learn(1)  # warm-up: not timed
     rows = []
-    for repetition in range(args.repetitions):
-        order = SETUPS[repetition % len(SETUPS) :] + SETUPS[: repetition % len(SETUPS)]
-        for setup in order:
-            timing = time_population(models[setup])
-            row = {
-                "repetition": repetition,
-                "setup": setup,
-                **timing,
-                "steps_per_second": timing["env_steps"] / timing["seconds"],
-            }
-            rows.append(row)
-            print(f"rep {repetition} {setup:>8}: {row['env_steps']} steps in {row['seconds']:.1f} s", flush=True)
+    for repetition, setup in common.interleaved(args.repetitions, SETUPS):
+        timing = time_population(models[setup])
+        row = {"repetition": repetition, "setup": setup, **timing, "steps_per_second": timing["env_steps"] / timing["seconds"]}
+        rows.append(row)
+        print(f"rep {repetition} {setup:>8}: {row['env_steps']} steps in {row['seconds']:.1f} s", flush=True)
     for model in models.values():
         model._population_evaluator().close()
         assert model.env is not None
@@ -165,9 +131,9 @@ def projection(inputs: dict[str, float], n_workers: int) -> dict[str, float]:
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     by_setup = {setup: [row for row in rows if row["setup"] == setup] for setup in SETUPS}
-    rates = {setup: spread([row["steps_per_second"] for row in setup_rows]) for setup, setup_rows in by_setup.items()}
+    rates = {setup: common.spread([row["steps_per_second"] for row in setup_rows]) for setup, setup_rows in by_setup.items()}
     paired = {
-        setup: spread(
+        setup: common.spread(
             [
                 row["steps_per_second"] / local["steps_per_second"]
                 for row, local in zip(by_setup[setup], by_setup["local"], strict=True)
@@ -235,97 +201,59 @@ def _cell(stats: dict[str, float], fmt: str) -> str:
     return f"{stats['median']:{fmt}} [{stats['min']:{fmt}}, {stats['max']:{fmt}}]"
 
 
-def readme(args: argparse.Namespace, summary: dict[str, Any], machine: dict[str, Any], command: str) -> str:
-    rate_rows = [
-        [setup, _cell(summary["rates"][setup], ".0f"), _cell(summary["ratio_to_local"][setup], ".2f")] for setup in SETUPS
-    ]
-    inputs = summary["model_inputs"]
-    projection_rows = [
-        [
-            p["env"],
-            p["algorithm"],
-            p["workers"],
-            f"{p['t_episode']:.2f}",
-            f"{p['t_transfer']:.3f}",
-            f"{p['t_head']:.3f}",
-            f"{p['seconds_per_iteration']:.2f}",
-            f"{p['speed_up']:.1f}",
-            f"{100 * p['efficiency']:.0f} %",
-        ]
-        for p in summary["projections"]
-    ]
+def tables(summary: dict[str, Any]) -> dict[str, str]:
+    """The README's generated blocks: rates, the model's measured inputs, the projection."""
+    rates = common.markdown_table(
+        ["set-up", "env steps/s", "ratio to local (paired)"],
+        [[setup, _cell(summary["rates"][setup], ".0f"), _cell(summary["ratio_to_local"][setup], ".2f")] for setup in SETUPS],
+    )
     ratio = summary["ratio_to_local"]["ray-2"]["median"]
-    return f"""{readme_header(f"Scaling CEM's population on {args.env} (issue 11)", command, machine)}
-## Set-up
-
-{args.population_size} candidates per timed population, {args.repetitions} interleaved repetitions after one untimed
-warm-up population per set-up; two env slots in all: `local` (2-slot `DummyVecEnv`), `subproc` (2-process
-`SubprocVecEnv`), `ray-1` (one Ray worker, 2 slots), `ray-2` (two workers, 1 slot each); Ray tasks of 4
-candidates. Wall-clock env steps per second (SB3's `num_timesteps`); the ratios are
-taken within a repetition. Cells: median [min, max].
-
-## Env steps per second
-
-{markdown_table(["set-up", "env steps/s", "ratio to local (paired)"], rate_rows)}
-
-Results depend on the seed, `candidates_per_task` and `envs_per_worker` (the slots a task's candidates share), so
-`ray-1` (2 slots per task) and `ray-2` (1 slot) run different populations; the rates count whatever steps each took.
-
-Goal: `ray-2` >= {GOAL_RAY2_VS_LOCAL}x `local`: {"met" if ratio >= GOAL_RAY2_VS_LOCAL else "not met"} ({ratio:.2f}x) on this
-machine (see the load average above). Two workers can at most double one process's rate, and only when both cores
-are free: other jobs on the same cores take it away.
-
-## Time per iteration, and the projection to a cluster
-
-`T(W) = ceil(N / W) * t_episode + t_transfer + t_head` with `W` workers of one slot each and `N` = {PAPER_POPULATION}
-candidates (the paper's population), one candidate per task beyond `N / W`; speed-up `T(1) / T(W)`, efficiency
-speed-up / `W`. Measured inputs:
-
-- `t_episode`, ant: {inputs["ant_seconds_per_env_step"] * 1e6:.0f} µs per env step (`local`, this run) x 1000 steps
-  (the paper's episodes run to the time limit; this run's random candidates averaged {inputs["ant_timed_episode_length"]:.0f});
-  maze: {inputs["maze_seconds_per_env_step"] * 1e6:.0f} µs per step x {inputs["maze_episode_length"]:.0f} steps (CEM in the
-  benchmark suite, `docs/benchmarks/README.md`).
-- `t_transfer`: `ray-1`'s time per population beyond its steps at `local`'s time per step, per repetition
-  {", ".join(f"{value:.2f}" for value in inputs["transfer_estimates"])} s; the model takes
-  {inputs["transfer_seconds_per_population"]:.3f} s (the median, 0 when negative: below this loaded machine's
-  resolution). It covers the weights put once in the object store, the task round trips and the replay of the
-  callbacks, on a local cluster; a remote node adds its network round trips (milliseconds per task).
-- `t_head`: CEM's update, {inputs["cem_head_seconds"] * 1e3:.1f} ms (this run); CEM-AH's imitation step,
-  {inputs["cemah_head_seconds"]:.2f} s per iteration (median of `docs/benchmarks/cemah_overhead`, reacher, defaults:
-  converging pre-training on the elites' tuples), sequential on the head.
-
-{markdown_table(PROJECTION_HEADERS, projection_rows)}
-
-Limits of the model: with `N` = {PAPER_POPULATION} the round-up `ceil(N / W)` caps efficiency at `N / (W ceil(N / W))`
-(78 % at 64 workers, 39 % at 256, where workers idle): larger populations, or several episodes per candidate, use
-more workers. Episodes of unequal length (early terminations) load workers unevenly; dynamic task dispatch
-absorbs part of it. CEM-AH's head step does not shrink with `W` and bounds its speed-up at
-`(T(1)) / t_head` (Amdahl). `t_transfer` is measured on one machine.
-
-## Files
-
-- `measurements.csv`: every timed population
-- `summary.json`: rates, paired ratios, model inputs and projections
-"""
+    met = "met" if ratio >= GOAL_RAY2_VS_LOCAL else "not met"
+    rates += f"\n\nGoal `ray-2` >= {GOAL_RAY2_VS_LOCAL}x `local`: {met} ({ratio:.2f}x)."
+    inputs = summary["model_inputs"]
+    estimates = ", ".join(f"{value:.2f}" for value in inputs["transfer_estimates"])
+    inputs_text = "\n".join(
+        [
+            f"- `t_episode`, ant: {inputs['ant_seconds_per_env_step'] * 1e6:.0f} µs per env step (`local`) x 1000 steps "
+            f"(this run's candidates averaged {inputs['ant_timed_episode_length']:.0f}); maze: "
+            f"{inputs['maze_seconds_per_env_step'] * 1e6:.0f} µs per step x {inputs['maze_episode_length']:.0f} steps.",
+            f"- `t_transfer`: per repetition {estimates} s; "
+            f"the model takes {inputs['transfer_seconds_per_population']:.3f} s.",
+            f"- `t_head`: CEM's update {inputs['cem_head_seconds'] * 1e3:.1f} ms; CEM-AH's imitation step "
+            f"{inputs['cemah_head_seconds']:.2f} s per iteration.",
+        ]
+    )
+    projection = common.markdown_table(
+        PROJECTION_HEADERS,
+        [
+            [
+                p["env"],
+                p["algorithm"],
+                p["workers"],
+                f"{p['t_episode']:.2f}",
+                f"{p['t_transfer']:.3f}",
+                f"{p['t_head']:.3f}",
+                f"{p['seconds_per_iteration']:.2f}",
+                f"{p['speed_up']:.1f}",
+                f"{100 * p['efficiency']:.0f} %",
+            ]
+            for p in summary["projections"]
+        ],
+    )
+    return {"rates": rates, "inputs": inputs_text, "projection": projection}
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    command = command_line("benchmarks.scaling")
-    machine = machine_description()
-    if args.from_measurements is None:
-        rows = run(args)
-    else:
-        with args.from_measurements.open() as file:
-            rows = [
-                {key: value if key == "setup" else float(value) for key, value in row.items()} for row in csv.DictReader(file)
-            ]
+    parser = common.parser("scaling", __doc__.split("\n\n")[0] if __doc__ else "")
+    parser.add_argument("--env", default="AntBulletEnv-v0")
+    parser.add_argument("--population-size", type=int, default=16, help="candidates per timed population")
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    run = common.Run.start("scaling", parser.parse_args(argv))
+    rows = run.rows("measurements.csv") if run.args.from_dir is not None else measure(run.args)
     summary = summarize(rows)
-    args.output.mkdir(parents=True, exist_ok=True)
-    write_csv(args.output / "measurements.csv", rows)
-    settings = {key: str(value) if isinstance(value, pathlib.Path) else value for key, value in vars(args).items()}
-    write_json(args.output / "summary.json", {"command": command, "machine": machine, "settings": settings, **summary})
-    (args.output / "README.md").write_text(readme(args, summary, machine, command))
+    run.save("measurements.csv", rows, summary)
+    run.report(f"Scaling CEM's population on {run.args.env} (issue 11)", tables(summary))
 
 
 if __name__ == "__main__":

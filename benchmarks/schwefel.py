@@ -20,7 +20,6 @@ Run ``python -m benchmarks.schwefel --help`` for the options.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import pathlib
 from typing import Any
@@ -31,21 +30,11 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 
-from benchmarks.common import (
-    cemah_training_defaults,
-    command_line,
-    machine_description,
-    markdown_table,
-    readme_header,
-    set_torch_threads,
-    write_csv,
-    write_json,
-)
+from benchmarks import common
 from sb3_cemah import CEM, CEMAH
 from sb3_cemah.cem.policies import CEMPolicy
 from sb3_cemah.cemah.policies import CEMAHPolicy
 
-DEFAULT_OUTPUT = pathlib.Path("docs/schwefel")
 BOUND = 500.0
 OPTIMUM = 420.9687
 # Rows of the figure: (label, algorithm, which distribution of the trained model to draw from).
@@ -243,11 +232,20 @@ def summary_rows(statistics: list[dict[str, Any]], args: argparse.Namespace) -> 
     return rows
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.schwefel",
-        description="The paper's Figure 1: CEM vs CEM-AH sampled points on the negative Schwefel function.",
-    )
+def load_points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Snapshots from the rows of an earlier run's ``points.csv``."""
+    grouped: dict[tuple[int, str, int], list[tuple[float, float]]] = {}
+    for row in rows:
+        grouped.setdefault((row["seed"], row["row"], row["iteration"]), []).append((row["x1"], row["x2"]))
+    return [
+        {"seed": seed, "row": label, "iteration": it, "points": np.array(points)}
+        for (seed, label, it), points in grouped.items()
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = common.parser("schwefel", "The paper's Figure 1: CEM vs CEM-AH sampled points on the negative Schwefel function.")
+    parser.set_defaults(output=common.REPO_ROOT / "docs" / "schwefel")
     parser.add_argument("--snapshots", type=int, nargs="+", default=[1, 5, 10, 20, 50], help="iterations to plot")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="the figure shows the first")
     parser.add_argument("--n-points", type=int, default=100, help="points drawn from each distribution per snapshot")
@@ -259,96 +257,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default={},
         help="extra CEMAH keyword arguments as JSON, e.g. '{\"pretrain_steps\": 20}'",
     )
-    parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--quick", action="store_true", help="smoke test: snapshots 1 2 3, one seed")
-    parser.add_argument(
-        "--from-points", type=pathlib.Path, default=None, help="redraw figure and tables from a points.csv, no training"
-    )
-    parser.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT, help="output folder")
     args = parser.parse_args(argv)
     if args.quick:
         args.snapshots, args.seeds = [1, 2, 3], args.seeds[:1]
     args.snapshots = sorted(set(args.snapshots))
-    return args
-
-
-def load_points(path: pathlib.Path, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Snapshots from a ``points.csv`` written by an earlier run (sets ``args.seeds`` and ``args.snapshots``)."""
-    with path.open() as file:
-        rows = list(csv.DictReader(file))
-    grouped: dict[tuple[int, str, int], list[tuple[float, float]]] = {}
-    for row in rows:
-        grouped.setdefault((int(row["seed"]), row["row"], int(row["iteration"])), []).append(
-            (float(row["x1"]), float(row["x2"]))
-        )
-    args.seeds = list(dict.fromkeys(seed for seed, _, _ in grouped))
-    args.snapshots = sorted({iteration for _, _, iteration in grouped})
-    args.n_points = len(next(iter(grouped.values())))
-    return [
-        {"seed": seed, "row": label, "iteration": it, "points": np.array(points)}
-        for (seed, label, it), points in grouped.items()
+    run = common.Run.start("schwefel", args, cemah_training_defaults=common.cemah_training_defaults())
+    if args.from_dir is not None:
+        snapshots = load_points(run.rows("points.csv"))
+    else:
+        snapshots = [snapshot for seed in args.seeds for snapshot in run_seed(seed, args)]
+    edges = basin_edges()
+    statistics = [snapshot_statistics(snapshot, edges) for snapshot in snapshots]
+    plot(snapshots, args, edges, args.output / "schwefel.png")
+    points = [
+        {"seed": s["seed"], "row": s["row"], "iteration": s["iteration"], "x1": float(x1), "x2": float(x2)}
+        for s in snapshots
+        for x1, x2 in s["points"]
     ]
-
-
-def describe(statistics: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    """Sentences computed from the statistics: where each distribution ends up and whether it keeps several modes."""
-    last = args.snapshots[-1]
-    lines = []
-    for label, _, _ in ROWS:
-        final = [s for s in statistics if s["row"] == label and s["iteration"] == last]
-        modes = [s["modes"] for s in final]
-        shares = [s["share_near_optimum"] for s in final]
-        majority = sum(share > 0.5 for share in shares)
-        border = float(np.median([s["share_on_border"] for s in final]))
-        collapsed = [
-            all(s["std_x1"] < 5 and s["std_x2"] < 5 for s in statistics if s["row"] == label and s["iteration"] == it)
-            for it in args.snapshots
-        ]
-        # The first snapshot from which every later one is collapsed too (a distribution may collapse, then spread).
-        collapsed_at = next(
-            (it for index, it in enumerate(args.snapshots) if all(collapsed[index:])),
-            None,
-        )
-        collapse = (
-            f"every seed's points are within a few units of one point (std < 5 on both axes) from iteration {collapsed_at} on"
-            if collapsed_at is not None
-            else "the points have not collapsed to a point in every seed"
-        )
-        lines.append(
-            f"- **{label}**, after iteration {last}: {np.median(modes):.0f} mode(s) (median; range {min(modes)}-{max(modes)}) "
-            f"over {len(final)} seeds; {100 * np.median(shares):.0f} % of the points within {NEAR_OPTIMUM:.0f} of the "
-            f"optimum (median), a majority there in {majority}/{len(final)} seeds; {100 * border:.0f} % on the border "
-            f"(median); mean f {np.median([s['mean_f'] for s in final]):.0f}; {collapse}."
-        )
-    later = [it for it in args.snapshots if it >= 10] or args.snapshots[-1:]
-    medians = {
-        label: [np.median([s["modes"] for s in statistics if s["row"] == label and s["iteration"] == it]) for it in later]
-        for label, _, _ in ROWS
-    }
-    lines.append(
-        f"- Modes from iteration {later[0]} on (median over seeds at each snapshot {later}): "
-        + "; ".join(f"{label} {', '.join(f'{m:.0f}' for m in values)}" for label, values in medians.items())
-        + "."
-    )
-    return "\n".join(lines)
-
-
-def cem_note(statistics: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    """Whether CEM found the global maximum in this run, and why the start of its search matters here."""
-    final = [s for s in statistics if s["row"] == ROWS[0][0] and s["iteration"] == args.snapshots[-1]]
-    found = sum(s["share_near_optimum"] > 0.5 for s in final)
-    std = args.initial_std if args.initial_std is not None else 1.0
-    return (
-        f"- CEM ends near the global maximum in {found}/{len(final)} seeds (elsewhere at a local maximum, as in the "
-        f"paper's Figure 1b). Its candidates are `500 tanh(w + b)` with `w, b ~ N(0, {std}^2)` at the start: with "
-        "std 1 (the default) much of the first population's mass lies near the borders, where the global maximum "
-        "(420.97, 420.97) is; with a small std (`--initial-std 0.3`, `docs/schwefel/initial_std_0.3/`) it starts "
-        "near the centre. The paper's CEM samples `x` itself."
-    )
-
-
-def readme(args: argparse.Namespace, statistics: list[dict[str, Any]], machine: dict[str, Any], command: str) -> str:
-    """The markdown report: set-up, figure, what it shows (computed), statistics table, notes."""
+    run.save("points.csv", points, {})
+    common.write_csv(args.output / "statistics.csv", statistics)
     headers = [
         "distribution",
         "after iteration",
@@ -361,89 +289,8 @@ def readme(args: argparse.Namespace, statistics: list[dict[str, Any]], machine: 
         "best f",
         "std x1 / x2",
     ]
-    extra = f", CEMAH extra arguments `{args.cemah_kwargs}`" if args.cemah_kwargs else ""
-    # CEMAH's defaults change as the library evolves: describe those of the run that drew the points.
-    defaults = {**machine.get("cemah_training_defaults", {}), **args.cemah_kwargs}
-    steps = {key: defaults.get(key, "?") for key in ("pretrain_steps", "discriminator_steps", "generator_steps")}
-    return (
-        readme_header("CEM vs CEM-AH on the Schwefel function (the paper's Figure 1)", command, machine)
-        + f"""
-## Set-up
-
-- One-step env: constant observation `[1.0]`, action `x` in `[-500, 500]^2`, reward `f(x) = -schwefel(x)`
-  (maximum 0 at `x_i = {OPTIMUM}`, the star). A policy is `500 tanh(W [1] + b)` (`net_arch=[]`, 4 weights).
-- `CEM` and `CEMAH` with their default hyper-parameters (population 100, 10 % elites, CEM's initial std
-  {args.initial_std if args.initial_std is not None else "1.0 (default)"}){extra}; CEMAH's training per
-  iteration: {steps["pretrain_steps"]} MSE, {steps["discriminator_steps"]} D and {steps["generator_steps"]} G steps;
-  {args.n_envs} `DummyVecEnv` slots; seeds {args.seeds} (the figure shows seed {args.seeds[0]}).
-- After iterations {args.snapshots}, {args.n_points} points are drawn from: CEM's Gaussian (row 1); CEM-AH's
-  hypernetwork, `policy.generate_weights` (row 2); CEM-AH's own guiding Gaussian (row 3, for reference).
-- A *mode* is a basin of attraction of `f` (a cell of the grid of its local maxima; `f` is a sum over
-  coordinates, so its basins are products of 1-D ones) holding at least {MODE_SHARE:.0%} of the points.
-
-![CEM vs CEM-AH on the Schwefel function](schwefel.png)
-
-## What it shows (computed from the statistics below)
-
-{describe(statistics, args)}
-
-## Statistics over seeds (median)
-
-{markdown_table(headers, summary_rows(statistics, args))}
-
-## Notes
-
-{cem_note(statistics, args)}
-- The hypernetwork is pre-trained each iteration with an MSE loss between generated policies' actions and
-  actions of randomly drawn buffered elites (`GenerateFake`). With a constant observation the minimiser of
-  that loss is a single point, the mean of the buffered elite actions: the MSE phase ({steps["pretrain_steps"]} steps per
-  iteration in this run) pulls every generated point towards that mean, and only the adversarial phase
-  ({steps["discriminator_steps"]} D + {steps["generator_steps"]} G steps) can spread them over several modes.
-  The elite buffer keeps every admitted batch since the first iteration (10 tuples per iteration, capacity
-  100 000), so early, scattered elites stay in that mean.
-- The optimum's basin of attraction reaches the border: points at `x_i = 500` (saturated tanh outputs, a
-  generated weight far from 0) count in it but score about -1190 at (500, 500); the *near the optimum*
-  columns do not count them.
-- Raw data: `points.csv` (every drawn point), `statistics.csv` (per seed and snapshot), `summary.json`.
-  `python -m benchmarks.schwefel --from-points docs/schwefel/points.csv` redraws the figure and tables.
-"""
-    )
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    args.output.mkdir(parents=True, exist_ok=True)
-    set_torch_threads(args.torch_threads)
-    machine = {**machine_description(), "cemah_training_defaults": cemah_training_defaults()}
-    command = command_line("benchmarks.schwefel")
-    if args.from_points is not None:
-        snapshots = load_points(args.from_points, args)
-        # The README describes the run that drew the points: its command, machine and settings.
-        previous = args.from_points.parent / "summary.json"
-        if previous.exists():
-            recorded = json.loads(previous.read_text())
-            command, machine = recorded["command"], recorded["machine"]
-            for key in ("initial_std", "n_envs", "cemah_kwargs"):
-                setattr(args, key, recorded["settings"][key])
-    else:
-        snapshots = [snapshot for seed in args.seeds for snapshot in run_seed(seed, args)]
-    edges = basin_edges()
-    statistics = [snapshot_statistics(snapshot, edges) for snapshot in snapshots]
-    plot(snapshots, args, edges, args.output / "schwefel.png")
-    if args.from_points is None:
-        write_csv(
-            args.output / "points.csv",
-            [
-                {"seed": s["seed"], "row": s["row"], "iteration": s["iteration"], "x1": float(x1), "x2": float(x2)}
-                for s in snapshots
-                for x1, x2 in s["points"]
-            ],
-        )
-        settings = {key: str(value) if isinstance(value, pathlib.Path) else value for key, value in vars(args).items()}
-        write_json(args.output / "summary.json", {"command": command, "machine": machine, "settings": settings})
-    write_csv(args.output / "statistics.csv", statistics)
-    (args.output / "README.md").write_text(readme(args, statistics, machine, command))
-    print((args.output / "README.md").read_text())
+    table = common.markdown_table(headers, summary_rows(statistics, args))
+    run.report("CEM vs CEM-AH on the Schwefel function (the paper's Figure 1)", {"statistics": table})
 
 
 if __name__ == "__main__":

@@ -16,13 +16,15 @@ modes or more and the median std over the weights. The figure shows, at the ``--
 histograms and density estimates of the weights ``--weights`` names (by default ``PLOTTED_WEIGHTS``
 indices drawn at random with ``WEIGHT_CHOICE_SEED``, as the paper shows 3 randomly selected weights).
 
-Run ``python -m benchmarks.weights --help`` for the options.
+Run ``python -m benchmarks.weights --help`` for the options; ``--from docs/benchmarks/weights`` rebuilds the
+figure, ``summary.json`` and the README's generated blocks from the saved ``statistics.csv`` and ``samples.npz``
+without training.
 """
 
 from __future__ import annotations
 
 import argparse
-import pathlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,23 +33,13 @@ from scipy.ndimage import gaussian_filter1d
 from stable_baselines3.common.env_util import make_vec_env
 
 import sb3_cemah  # noqa: F401  (registers the maze)
-from benchmarks.common import (
-    CEM_ENV_SETTINGS,
-    Stopwatch,
-    cemah_training_defaults,
-    command_line,
-    machine_description,
-    markdown_table,
-    readme_header,
-    set_torch_threads,
-    write_csv,
-    write_json,
-)
+from benchmarks import common
+from benchmarks.common import CEM_ENV_SETTINGS, Stopwatch, markdown_table
 from sb3_cemah import CEM, CEMAH
 from sb3_cemah.cemah.policies import CEMAHPolicy
 from sb3_cemah.common.policy_network import FlatPolicyNetwork
 
-DEFAULT_OUTPUT = pathlib.Path("docs/benchmarks/weights")
+TITLE = "Weight distributions of CEM and CEM-AH on the maze (the paper's Figure 4)"
 ENV_ID = "sb3_cemah/Maze-v0"
 # Distributions drawn from: (label, algorithm, which distribution of the trained model).
 DISTRIBUTIONS = (
@@ -188,9 +180,7 @@ def train_and_draw(algorithm_class: type[CEM], args: argparse.Namespace) -> dict
     return {"statistics": rows, "snapshots": snapshots, "means": means, "cpu_s": cpu_s, "network": model.policy.network}
 
 
-def plot(
-    snapshots: dict[tuple[str, int], np.ndarray], args: argparse.Namespace, labels: list[str], path: pathlib.Path
-) -> None:
+def plot(snapshots: dict[tuple[str, int], np.ndarray], args: argparse.Namespace, labels: list[str], path: Path) -> None:
     """
     One column per plotted weight; per snapshot iteration, a CEM row above a CEM-AH row: histogram and density
     estimate. Every panel has its own axes (the two spreads differ by orders of magnitude, and a shared axis would
@@ -277,15 +267,13 @@ def describe(
     return "\n".join(lines)
 
 
-def readme(
+def readme_blocks(
     args: argparse.Namespace,
     statistics: list[dict[str, Any]],
     snapshots: dict[tuple[str, int], np.ndarray],
     summary: dict[str, Any],
-    machine: dict[str, Any],
-    command: str,
-) -> str:
-    """The markdown report: set-up, figure, what it shows (computed), statistics per iteration."""
+) -> dict[str, str]:
+    """The README's generated blocks: set-up (the run's settings), what it shows (computed), statistics per iteration."""
     headers = [
         "distribution",
         "after iteration",
@@ -317,14 +305,10 @@ def readme(
         if args.weights_chosen_at_random
         else f"given with `--weights` among the {summary['n_params']}"
     )
-    return (
-        readme_header("Weight distributions of CEM and CEM-AH on the maze (the paper's Figure 4)", command, machine)
-        + f"""
-## Set-up
-
-- `CEM` and `CEMAH` on `{ENV_ID}`, seed {args.seed}, {args.iterations} iterations each of {args.population_size}
+    population = args.population_size
+    setup = f"""- `CEM` and `CEMAH` on `{ENV_ID}`, seed {args.seed}, {args.iterations} iterations each of {population}
   candidates (one episode each), {args.n_envs} `DummyVecEnv` slots; the maze's settings of `hyperparams/cem.yml`
-  and `cemah.yml` (`{CEM_ENV_SETTINGS[ENV_ID]}`), CEM-AH's other hyper-parameters at their defaults. Training CPU
+  and `cemah.yml` (`{summary["env_settings"]}`), CEM-AH's other hyper-parameters at their defaults. Training CPU
   time: CEM {summary["cpu_s"]["CEM"]:.0f} s, CEM-AH {summary["cpu_s"]["CEMAH"]:.0f} s.
 - Before the first iteration (iteration 0) and after each, {args.samples} weight vectors of the linear policy
   ({summary["n_params"]} weights: `W1[input, action]` on the 243 standardised observation values, then `b1[action]`)
@@ -333,31 +317,26 @@ def readme(
 - Plotted weights: {", ".join(f"`{label}`" for label in summary["weight_labels"])} (flat indices {args.weights}),
   {choice}. Input `i` of the maze is cell `(x, y) = divmod(i // 3, 9)`, channel `i % 3` (object type, colour,
   direction); actions 0 left, 1 right, 2 forward.
-- Modes: local maxima of a Gaussian kernel density estimate (Scott's bandwidth) at least {MODE_THRESHOLD:.0%} of the
+- Modes: local maxima of a Gaussian kernel density estimate (Scott's bandwidth) at least {summary["mode_threshold"]:.0%} of the
   highest. Scott's bandwidth smooths multi-modal samples more than unimodal ones, so the count errs towards one mode.
   A *multi-modal* weight has two modes or more; CEM's Gaussian has one by construction, so its share is the count's
-  false-positive rate.
+  false-positive rate."""
+    return {
+        "setup": setup,
+        "findings": describe(statistics, snapshots, args, summary["guide_max_mean_difference"]),
+        "statistics": markdown_table(headers, rows),
+    }
 
-![weight distributions](weights.png)
 
-## What it shows (computed from the statistics below)
-
-{describe(statistics, snapshots, args, summary["guide_max_mean_difference"])}
-
-## Per iteration
-
-{markdown_table(headers, rows)}
-
-Raw data: `statistics.csv` (also CEM-AH's guide), `samples.npz` (the plotted weights' samples, key
-`distribution/iteration`), `summary.json`.
-"""
-    )
+def load_samples(path: Path) -> dict[tuple[str, int], np.ndarray]:
+    """The draws of the plotted weights saved by an earlier run (``samples.npz``), by distribution and iteration."""
+    with np.load(path) as saved:
+        return {(key.rsplit("/", 1)[0], int(key.rsplit("/", 1)[1])): saved[key] for key in saved.files if key != "weights"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.weights",
-        description="The paper's Figure 4: samples of single policy weights from CEM's Gaussian and CEM-AH's hypernetwork.",
+    parser = common.parser(
+        "weights", "The paper's Figure 4: samples of single policy weights from CEM's Gaussian and CEM-AH's hypernetwork."
     )
     parser.add_argument("--iterations", type=int, default=20, help="iterations of each algorithm (20: 2000 episodes)")
     parser.add_argument("--snapshots", type=int, nargs="+", default=[1, 5, 20], help="iterations shown in the figure")
@@ -366,61 +345,61 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--population-size", type=int, default=100, help="candidates per iteration (the yml's)")
     parser.add_argument("--n-envs", type=int, default=8, help="DummyVecEnv slots (the yml's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--quick", action="store_true", help="smoke test: 2 iterations of 16 candidates, 200 samples")
-    parser.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT, help="output folder")
     args = parser.parse_args(argv)
     if args.quick:
         args.iterations, args.snapshots, args.population_size, args.samples = 2, [1, 2], 16, 200
     args.snapshots = sorted(set(args.snapshots))
     if args.snapshots[-1] > args.iterations:
         parser.error(f"--snapshots go up to {args.snapshots[-1]}, past --iterations {args.iterations}")
+    args.weights_chosen_at_random = args.weights is None
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    set_torch_threads(args.torch_threads)
-    machine = {**machine_description(), "cemah_training_defaults": cemah_training_defaults()}
-    command = command_line("benchmarks.weights")
-    settings = CEM_ENV_SETTINGS[ENV_ID]
-    n_params = CEM("MlpPolicy", ENV_ID, **settings).policy.network.n_params
-    args.weights_chosen_at_random = args.weights is None
-    if args.weights is None:
-        rng = np.random.default_rng(WEIGHT_CHOICE_SEED)
-        args.weights = sorted(rng.choice(n_params, PLOTTED_WEIGHTS, replace=False).tolist())
-    runs = {algorithm.__name__: train_and_draw(algorithm, args) for algorithm in (CEM, CEMAH)}
-    statistics = [row for run in runs.values() for row in run["statistics"]]
-    snapshots = {key: value for run in runs.values() for key, value in run["snapshots"].items()}
-    guide_difference = float(
-        max(np.abs(cem - guide).max() for cem, guide in zip(runs["CEM"]["means"], runs["CEMAH"]["means"], strict=True))
-    )
-    labels = [weight_label(runs["CEM"]["network"], index) for index in args.weights]
+    # With --from, the earlier run's settings (weights, snapshots, ...) replace the options.
+    run = common.Run.start("weights", args, cemah_training_defaults=common.cemah_training_defaults())
+    if args.from_dir is not None:
+        statistics = run.rows("statistics.csv")
+        snapshots = load_samples(args.from_dir / "samples.npz")
+        recorded = run.recorded
+        settings, n_params, labels = recorded["env_settings"], recorded["n_params"], recorded["weight_labels"]
+        cpu_s, mode_threshold = recorded["cpu_s"], recorded["mode_threshold"]
+        guide_difference = recorded["guide_max_mean_difference"]
+    else:
+        settings, mode_threshold = CEM_ENV_SETTINGS[ENV_ID], MODE_THRESHOLD
+        n_params = CEM("MlpPolicy", ENV_ID, **settings).policy.network.n_params
+        if args.weights is None:
+            rng = np.random.default_rng(WEIGHT_CHOICE_SEED)
+            args.weights = sorted(rng.choice(n_params, PLOTTED_WEIGHTS, replace=False).tolist())
+        runs = {algorithm.__name__: train_and_draw(algorithm, args) for algorithm in (CEM, CEMAH)}
+        statistics = [row for run_ in runs.values() for row in run_["statistics"]]
+        snapshots = {key: value for run_ in runs.values() for key, value in run_["snapshots"].items()}
+        guide_difference = float(
+            max(np.abs(cem - guide).max() for cem, guide in zip(runs["CEM"]["means"], runs["CEMAH"]["means"], strict=True))
+        )
+        labels = [weight_label(runs["CEM"]["network"], index) for index in args.weights]
+        cpu_s = {name: run_["cpu_s"] for name, run_ in runs.items()}
 
-    args.output.mkdir(parents=True, exist_ok=True)
     plot(snapshots, args, labels, args.output / "weights.png")
-    write_csv(args.output / "statistics.csv", statistics)
-    np.savez_compressed(
-        args.output / "samples.npz",
-        **{f"{label}/{iteration}": draws.astype(np.float32) for (label, iteration), draws in snapshots.items()},
-        weights=np.array(args.weights),
-    )
+    if args.from_dir is None or args.from_dir.resolve() != args.output.resolve():
+        arrays: dict[str, Any] = {
+            f"{label}/{iteration}": draws.astype(np.float32) for (label, iteration), draws in snapshots.items()
+        }
+        np.savez_compressed(args.output / "samples.npz", **arrays, weights=np.array(args.weights))
     summary = {
-        "command": command,
-        "machine": machine,
-        "settings": {key: str(value) if isinstance(value, pathlib.Path) else value for key, value in vars(args).items()},
         "env_settings": settings,
         "n_params": n_params,
         "weight_labels": labels,
-        "mode_threshold": MODE_THRESHOLD,
-        "cpu_s": {name: run["cpu_s"] for name, run in runs.items()},
+        "mode_threshold": mode_threshold,
+        "cpu_s": cpu_s,
         # 0 when CEM-AH's guide is exactly CEM (same seed, same populations).
         "guide_max_mean_difference": guide_difference,
         "statistics": statistics,
     }
-    write_json(args.output / "summary.json", summary)
-    (args.output / "README.md").write_text(readme(args, statistics, snapshots, summary, machine, command))
-    print((args.output / "README.md").read_text())
+    run.save("statistics.csv", statistics, summary)
+    print(run.report(TITLE, readme_blocks(args, statistics, snapshots, summary)).read_text())
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ import yaml
 pytest.importorskip("rl_zoo3")
 pytest.importorskip("matplotlib")
 
-from benchmarks.suite import protocol, report, results
+from benchmarks.suite import aggregate, protocol, report, results
 from benchmarks.suite.run import Runner, is_finished, save_probe_rates
+from benchmarks.suite.run import main as run_main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -182,8 +183,9 @@ def test_report_from_fake_runs(tmp_path: Path, fake_python: Path, monkeypatch: p
     results.raw_dir(unfinished).mkdir(parents=True)
     (results.raw_dir(unfinished) / "run.json").write_text("{}")
     monkeypatch.setattr(report, "PLOTS_DIR", tmp_path / "plots")
-    text = report.build(root, "quick")
-    assert "## Where CEM-AH wins and loses" in text
+    blocks = report.build(root, "quick")
+    assert blocks["verdicts"].startswith("- **reacher**: CEM-AH final test return")
+    text = "\n".join(blocks.values())
     assert "| reacher | CEM-AH | 205.25 ± 0.25 (2 seeds)" in text
     assert "reacher/a2c/seed0 | not finished" in text
     for algo in ("cemah", "cem", "ars"):
@@ -191,12 +193,31 @@ def test_report_from_fake_runs(tmp_path: Path, fake_python: Path, monkeypatch: p
             assert f"reacher/{algo}/seed{seed}" in text
     assert "rl-zoo3 A2C (15) | CEM-AH | 2/2 | 2,000 |" in text
     assert (tmp_path / "plots" / "quick_reacher.png").stat().st_size > 10_000
+    # The fake runs are identical but for the seed: every method ties, and the aggregates cover all three.
+    assert "Ties with CEM (difference 0.00 [" in text
+    assert "| CEM-AH | 2 | " in text
+    for name in ("iqm", "improvement", "profiles"):
+        assert (tmp_path / "plots" / f"quick_aggregate_{name}.png").is_file()
+
+
+def test_aggregate_statistics() -> None:
+    scores = {"a": {"x": [1.0, 2.0, 3.0], "y": [1.0, 1.0]}, "b": {"x": [0.0, 0.1], "y": [0.0, 0.2]}, "c": {"x": [5.0]}}
+    matrices = aggregate.score_matrices(scores, ["x", "y"])
+    # Two runs per env at most for "a" (its fewest), none for the single-seed "c".
+    assert sorted(matrices) == ["a", "b"]
+    assert matrices["a"].shape == (2, 2)
+    improvement = aggregate.probability_of_improvement(matrices, "a")["b"]
+    assert improvement.value == 1.0 and improvement.low == 1.0
+    assert aggregate.normalise([5.0], random=0.0, reference=10.0)[0] == 0.5
+    assert aggregate.verdict(aggregate.difference([10.0, 11.0, 12.0], [0.0, 1.0, 2.0])) == "beats"
+    assert aggregate.verdict(aggregate.difference([0.0, 10.0], [5.0, 6.0])) == "ties"
+    assert aggregate.verdict(aggregate.difference([1.0, 2.0], [3.0])) == "no verdict (1 seed)"
 
 
 def test_protocol_quick_suite() -> None:
     runs = protocol.expand(protocol.QUICK)
-    assert {run.env for run in runs} == set(protocol.ENVS)
-    for env in protocol.ENVS:
+    assert {run.env for run in runs} == set(protocol.PAPER_ENVS)
+    for env in protocol.PAPER_ENVS:
         env_runs = [run for run in runs if run.env == env]
         assert len({run.budget for run in env_runs}) == 1, "same budget for every algorithm on an env"
         overridden = protocol.QUICK.cell_eval_freqs or {}
@@ -207,7 +228,7 @@ def test_protocol_quick_suite() -> None:
         ("maze", "qtopt"): 5_000,
         ("maze", "qtopt_ddpg"): 5_000,
     }
-    assert {run.env for run in runs if run.algo == "qtopt"} == set(protocol.ENVS)
+    assert {run.env for run in runs if run.algo == "qtopt"} == set(protocol.PAPER_ENVS)
     assert sorted(run.seed for run in runs if run.env == "maze" and run.algo == "cemah") == [0, 1, 2]
     assert [run.seed for run in runs if run.env == "maze" and run.algo == "dqn"] == [0]
     assert not [run for run in runs if run.algo == "dqn" and run.env != "maze"]
@@ -219,7 +240,7 @@ def test_probe_rates_keep_the_other_measurements(tmp_path: Path) -> None:
     """A probe of some algorithms (or in another root) adds its rates to the file and keeps the others'."""
     rates_file = tmp_path / "step_rates.json"
     rates_file.write_text(json.dumps({"rates": {"cem/maze": {"train_steps_per_s": 7000.0}}}))
-    result = {"status": "ok", "algo": "qtopt", "env": "maze", "finished_utc": "now"}
+    result = {"status": "ok", "algo": "qtopt", "env": "maze", "finished_utc": "now", "cap_s": 90.0}
     result["metrics"] = {"train_steps_per_s": 40.0, "train_steps_per_cpu_s": 50.0, "s_per_test_episode": 4.0}
     run_dir = tmp_path / "results" / "probe" / "maze" / "qtopt" / "seed0"
     run_dir.mkdir(parents=True)
@@ -227,7 +248,23 @@ def test_probe_rates_keep_the_other_measurements(tmp_path: Path) -> None:
     rates = save_probe_rates(tmp_path / "results", rates_file)["rates"]
     assert rates["cem/maze"] == {"train_steps_per_s": 7000.0}
     assert rates["qtopt/maze"]["train_steps_per_s"] == 50.0
+    assert rates["qtopt/maze"]["probe_cap_s"] == 90.0
     assert json.loads(rates_file.read_text())["rates"] == rates
+
+
+def test_protocol_medium_suite(capsys: pytest.CaptureFixture[str]) -> None:
+    runs = protocol.expand(protocol.MEDIUM)
+    assert len(runs) == 4 * 3 * 3
+    assert {run.env_id for run in runs} == {"Swimmer-v5", "Hopper-v5", "HalfCheetah-v5", "Walker2d-v5"}
+    assert {run.budget for run in runs} == {3_000_000}
+    # rl-zoo3 2.9 has no v5 entries: every run names one of this repository's yml files.
+    assert all(run.conf_file() is not None for run in runs)
+    # The smoke-test overrides: one run, its own budget and evaluation schedule.
+    assert run_main(["--suite", "medium", "--env", "hopper", "--algos", "cemah", "--seeds", "0", "--budget", "2000",
+                     "--dry-run"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "1 runs" in out
+    assert "--algo cemah --env Hopper-v5" in out and "-n 2000 --eval-freq 100 " in out
 
 
 def test_zoo_train_real_tiny_run(tmp_path: Path) -> None:
@@ -251,3 +288,17 @@ def test_zoo_train_real_tiny_run(tmp_path: Path) -> None:
     expected = [k * (500 // n_envs) * n_envs for k in (1, 2)]
     assert [row["env_steps"] for row in results.read_csv(out / results.EVAL_CSV)] == expected
     assert collected["metrics"]["train_episodes"] > 0
+
+
+def test_fill_readme_keeps_prose(tmp_path: Path) -> None:
+    """The benchmark harness rewrites only its generated blocks, literally, and appends those a README lacks."""
+    from benchmarks.common import fill_readme
+
+    path = tmp_path / "README.md"
+    fill_readme(path, "Title", {"table": "| a |"})
+    assert path.read_text() == "# Title\n\n<!-- generated: table -->\n| a |\n<!-- end generated: table -->\n"
+    path.write_text(path.read_text().replace("# Title\n", "# Title\n\nProse.\n") + "\nMore prose.\n")
+    fill_readme(path, "Title", {"table": r"| b \1 |", "new": "x"})
+    text = path.read_text()
+    assert "Prose." in text and "More prose." in text and r"| b \1 |" in text and "| a |" not in text
+    assert text.endswith("<!-- generated: new -->\nx\n<!-- end generated: new -->\n")

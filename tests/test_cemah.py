@@ -173,7 +173,7 @@ def test_model_admits_exactly_the_elite_steps(cartpole_vec: Callable, make_model
     weights = policy.sample_weights(10)
     result = evaluate_population(env, policy, weights, record=True)
 
-    assert model._admit_elites(result)
+    assert model._admit_elites(weights, result)
 
     elite = np.argsort(-result.returns, kind="stable")[:3]
     is_elite_step = np.isin(result.step_candidates, elite)
@@ -189,9 +189,43 @@ def test_model_admits_exactly_the_elite_steps(cartpole_vec: Callable, make_model
     assert len(set(zip(elites[order].tolist(), step_elites.tolist(), strict=True))) == len(elite) == len(set(elites.tolist()))
     assert model.elite_buffer.return_mean == pytest.approx(result.returns[elite].mean())
 
-    worse = evaluate_population(env, policy, th.zeros(10, policy.network.n_params), record=True)  # ~9 steps each
+    zeros = th.zeros(10, policy.network.n_params)
+    worse = evaluate_population(env, policy, zeros, record=True)  # ~9 steps each
     assert worse.returns.max() < result.returns[elite].mean()
-    assert not model._admit_elites(worse)
+    assert not model._admit_elites(zeros, worse)
+
+
+def distance_to_nearest(points: th.Tensor, others: th.Tensor) -> th.Tensor:
+    """Largest coordinate difference of each point ``(n, d)`` to its nearest in ``others`` ``(m, d)``: shape ``(n,)``."""
+    return (points[:, None] - others[None]).abs().amax(dim=-1).min(dim=1).values
+
+
+def test_population_states_are_labelled_by_every_elite(cartpole_vec: Callable, make_model: Callable) -> None:
+    """``imitation_states="population"``: each elite's greedy action on the same states, drawn from all candidates."""
+    env = cartpole_vec(n_envs=3)
+    model = make_model("CEMAH", env, population_size=10, elite_frac=0.3, imitation_states="population", buffer_size=90)
+    policy = model.policy
+    th.manual_seed(0)
+    weights = policy.sample_weights(10)
+    result = evaluate_population(env, policy, weights, record=True)
+    assert len(result.step_candidates) > 90 and model._admit_elites(weights, result)
+
+    features, targets, elites = model.elite_buffer.tuples()
+    assert model.elite_buffer.size == 90 and th.bincount(elites).tolist() == [30, 30, 30]
+    all_features = policy.obs_to_features(result.observations)
+    # Every buffered state is a recorded step, of any candidate (not only the elites').
+    assert (distance_to_nearest(features, all_features) < 1e-6).all()
+    elite = np.argsort(-result.returns, kind="stable")[:3]
+    elite_features = all_features[th.as_tensor(np.isin(result.step_candidates, elite))]
+    assert (distance_to_nearest(features, elite_features) > 1e-6).any()
+    for elite_id, candidate in enumerate(elite):
+        mine = elites == elite_id
+        outputs = policy.network.forward(weights[candidate][None], features[mine][None])[0]
+        th.testing.assert_close(targets[mine], th.nn.functional.one_hot(outputs.argmax(dim=-1), 2).float())
+    # The three elites label the same states.
+    for elite_id in (1, 2):
+        same = distance_to_nearest(features[elites == 0], features[elites == elite_id])
+        assert (same < 1e-6).all()
 
 
 def test_buffered_features_follow_the_vec_normalize_statistics(make_model: Callable) -> None:
@@ -202,7 +236,7 @@ def test_buffered_features_follow_the_vec_normalize_statistics(make_model: Calla
     weights = policy.sample_weights(10)
     result = evaluate_population(env, policy, weights, record=True)
     assert result.original_observations is not None
-    assert model._admit_elites(result)
+    assert model._admit_elites(weights, result)
 
     elite = np.argsort(-result.returns, kind="stable")[:3]
     is_elite_step = np.isin(result.step_candidates, elite)

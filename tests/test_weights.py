@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 pytest.importorskip("scipy")
+pytest.importorskip("matplotlib")
 
+from benchmarks import weights
 from benchmarks.weights import count_modes, kde, weight_label
 from sb3_cemah.common.policy_network import FlatPolicyNetwork
 
@@ -44,3 +49,19 @@ def test_weight_label() -> None:
     assert len(set(labels)) == network.n_params
     with pytest.raises(IndexError):
         weight_label(network, network.n_params)
+
+
+def test_rebuild_from_the_committed_run(tmp_path: Path) -> None:
+    """``--from`` redraws the figure and rebuilds the README's blocks from the saved samples, without training."""
+    committed = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "weights"
+    weights.main(["--from", str(committed), "--output", str(tmp_path)])
+
+    def blocks(text: str) -> dict[str, str]:
+        return dict(re.findall(r"<!-- generated: (\w+) -->\n(.*?)\n<!-- end generated: \1 -->", text, flags=re.DOTALL))
+
+    rebuilt = blocks((tmp_path / "README.md").read_text())
+    assert set(rebuilt) == {"run", "setup", "findings", "statistics"}
+    assert rebuilt == blocks((committed / "README.md").read_text())
+    assert (tmp_path / "weights.png").stat().st_size > 0
+    assert (tmp_path / "statistics.csv").read_text() == (committed / "statistics.csv").read_text()
+    assert sorted(np.load(tmp_path / "samples.npz").files) == sorted(np.load(committed / "samples.npz").files)

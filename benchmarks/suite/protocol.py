@@ -51,6 +51,8 @@ class EnvSpec:
     :param typical_episode_steps: Steps of an average episode, to convert the paper's episodes to steps.
     :param algos: Algorithms run on this env.
     :param references: Returns whose time-to-reach the report gives.
+    :param score_reference: The return that normalises scores to 1 (the random policy's is 0) in the aggregate
+        statistics: rl-zoo3's TD3 benchmark agent where it has one (its strongest published agent on these envs).
     :param env_steps_per_s: One core, random actions (DESIGN.md section 4): the physical limit.
     """
 
@@ -60,6 +62,7 @@ class EnvSpec:
     typical_episode_steps: int
     algos: tuple[str, ...]
     references: tuple[Reference, ...]
+    score_reference: Reference
     env_steps_per_s: float
 
 
@@ -77,6 +80,8 @@ ENVS: dict[str, EnvSpec] = {
             # Ours: the goal within 100 steps (the optimum is 16 steps, 998.4); a random walk scores ~880.
             Reference("goal within 100 steps", 990.0),
         ),
+        # rl-zoo3 has no agent for the paper's maze: the best possible return instead.
+        score_reference=Reference("the 16-step optimum (no rl-zoo3 agent)", 998.4),
         env_steps_per_s=3_500.0,
     ),
     "reacher": EnvSpec(
@@ -91,6 +96,7 @@ ENVS: dict[str, EnvSpec] = {
             Reference("rl-zoo3 A2C", 15.0),
             Reference("rl-zoo3 DDPG", 15.6),
         ),
+        score_reference=Reference("rl-zoo3 TD3 benchmark", 17.1),
         env_steps_per_s=6_600.0,
     ),
     "ant": EnvSpec(
@@ -103,6 +109,7 @@ ENVS: dict[str, EnvSpec] = {
             Reference("paper CEM final", 739.59),
             Reference("paper CEM-AH final", 845.51),
         ),
+        score_reference=Reference("rl-zoo3 TD3 benchmark (1M steps)", 3300.0),
         env_steps_per_s=1_100.0,
     ),
     "walker": EnvSpec(
@@ -115,12 +122,46 @@ ENVS: dict[str, EnvSpec] = {
             Reference("paper CEM final", 550.78),
             Reference("paper CEM-AH final", 640.54),
         ),
+        score_reference=Reference("rl-zoo3 TD3 benchmark (1M steps)", 2214.0),
         env_steps_per_s=1_350.0,
     ),
 }
 
+
+def _mujoco(key: str, env_id: str, ars: Reference, td3: float, env_steps_per_s: float, *goals: Reference) -> EnvSpec:
+    """A Gymnasium MuJoCo v5 env of the medium suite: rl-zoo3's references are its benchmark's (v3 envs, one run each)."""
+    return EnvSpec(
+        key=key,
+        env_id=env_id,
+        max_episode_steps=1_000,
+        typical_episode_steps=1_000,
+        algos=POPULATION_ALGOS,
+        references=(ars, *goals),
+        score_reference=Reference("rl-zoo3 TD3 benchmark (v3, 1M steps)", td3),
+        env_steps_per_s=env_steps_per_s,
+    )
+
+
+# Issue 12's goals for CEM-AH within 3M steps sit beside rl-zoo3's ARS agents.
+ENVS.update(
+    {
+        "halfcheetah": _mujoco(
+            "halfcheetah", "HalfCheetah-v5", Reference("rl-zoo3 ARS (12M steps)", 4815.0), 9656.0, 19_000.0,
+            Reference("goal", 3000.0),
+        ),
+        "swimmer": _mujoco("swimmer", "Swimmer-v5", Reference("rl-zoo3 ARS (2M steps)", 355.0), 359.0, 15_000.0),
+        "hopper": _mujoco(
+            "hopper", "Hopper-v5", Reference("rl-zoo3 ARS (7M steps)", 3344.0), 3606.0, 8_700.0, Reference("goal", 3000.0)
+        ),
+        "walker2d": _mujoco("walker2d", "Walker2d-v5", Reference("rl-zoo3 ARS (75M steps)", 2994.0), 4718.0, 4_900.0),
+    }
+)  # fmt: skip
+
 #: Cheapest first: the order in which the runner launches envs.
-ENV_ORDER = ("maze", "reacher", "ant", "walker")
+ENV_ORDER = ("maze", "reacher", "ant", "walker", "halfcheetah", "swimmer", "hopper", "walker2d")
+#: The paper's envs (the quick, full and probe suites).
+PAPER_ENVS = ("maze", "reacher", "ant", "walker")
+MUJOCO_ENVS = ("halfcheetah", "swimmer", "hopper", "walker2d")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +202,7 @@ class SuiteSpec:
 QUICK = SuiteSpec(
     name="quick",
     budgets={"maze": 1_000_000, "reacher": 500_000, "ant": 200_000, "walker": 200_000},
-    caps_s=dict.fromkeys(ENVS, 600.0),
+    caps_s=dict.fromkeys(PAPER_ENVS, 600.0),
     population_cap_s=3600.0,
     max_episodes=None,
     population_seeds=(0, 1, 2),
@@ -176,13 +217,26 @@ QUICK = SuiteSpec(
 # enforced by the wrapper), 3 seeds for every algorithm; a 48 h cap keeps DDPG finite.
 FULL = SuiteSpec(
     name="full",
-    budgets={key: 50_000 * env.typical_episode_steps for key, env in ENVS.items()},
-    caps_s=dict.fromkeys(ENVS, 48 * 3600.0),
+    budgets={key: 50_000 * ENVS[key].typical_episode_steps for key in PAPER_ENVS},
+    caps_s=dict.fromkeys(PAPER_ENVS, 48 * 3600.0),
     population_cap_s=48 * 3600.0,
     max_episodes=50_000,
     population_seeds=(0, 1, 2),
     other_seeds=(0, 1, 2),
     description="The paper's 50k episodes per run, 3 seeds for every algorithm; days of compute.",
+)
+
+# Medium: Gymnasium's MuJoCo v5 envs, 3M steps for the population methods (at least 60 iterations of the yml
+# files' 50 candidates), 3 seeds; the estimate (`--dry-run`) comes from the probe's measured rates.
+MEDIUM = SuiteSpec(
+    name="medium",
+    budgets=dict.fromkeys(MUJOCO_ENVS, 3_000_000),
+    caps_s=dict.fromkeys(MUJOCO_ENVS, 3 * 3600.0),
+    population_cap_s=3 * 3600.0,
+    max_episodes=None,
+    population_seeds=(0, 1, 2),
+    other_seeds=(),
+    description="MuJoCo v5 envs, 3M steps, 3 seeds of cemah/cem/ars.",
 )
 
 # Probe: ~1 minute per algorithm and env, to measure step rates (and check that every run works).
@@ -196,13 +250,13 @@ PROBE = SuiteSpec(
     other_seeds=(0,),
     description="One 90 s run per algorithm and env, to measure step rates; not a result.",
     # A few evaluations within the 90 s, to time test episodes too.
-    eval_freqs={"maze": 50_000, "reacher": 30_000, "ant": 15_000, "walker": 15_000},
+    eval_freqs={"maze": 50_000, "reacher": 30_000, "ant": 15_000, "walker": 15_000, **dict.fromkeys(MUJOCO_ENVS, 20_000)},
     # Qt-Opt takes 10k random warm-up steps (hyperparams/qtopt.yml), then does a CEM-targeted gradient step per env
     # step: one evaluation soon after the warm-up.
-    cell_eval_freqs={(env, algo): 12_000 for env in ENVS for algo in QTOPT_ALGOS},
+    cell_eval_freqs={(env, algo): 12_000 for env in PAPER_ENVS for algo in QTOPT_ALGOS},
 )
 
-SUITES: dict[str, SuiteSpec] = {suite.name: suite for suite in (QUICK, FULL, PROBE)}
+SUITES: dict[str, SuiteSpec] = {suite.name: suite for suite in (QUICK, MEDIUM, FULL, PROBE)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,6 +346,11 @@ def eval_freq_for(budget: int) -> int:
     return max(1, budget // EVAL_POINTS)
 
 
+def suite_envs(suite: SuiteSpec) -> list[str]:
+    """The envs of a suite, in launch order."""
+    return [key for key in ENV_ORDER if key in suite.budgets]
+
+
 def expand(
     suite: SuiteSpec,
     envs: Iterable[str] | None = None,
@@ -306,7 +365,7 @@ def expand(
     :param algos: Algorithms to keep (all by default).
     :param seeds: Seeds to use instead of the suite's.
     """
-    env_keys = [key for key in ENV_ORDER if envs is None or key in set(envs)]
+    env_keys = [key for key in suite_envs(suite) if envs is None or key in set(envs)]
     algo_set = None if algos is None else set(algos)
     runs: list[RunSpec] = []
     for env_key in env_keys:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.common import write_json
 from benchmarks.suite import protocol
-from benchmarks.suite.results import write_json_atomic
 
 RANDOM_FILE = protocol.REPO_ROOT / "docs" / "benchmarks" / "suite" / "random_baseline.json"
 
@@ -61,14 +62,17 @@ def random_returns(env_id: str, n_episodes: int, seed: int = 0) -> dict[str, Any
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.suite.random_baseline")
     parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--envs", nargs="+", choices=protocol.ENV_ORDER, default=protocol.ENV_ORDER)
     parser.add_argument("--out", type=Path, default=RANDOM_FILE)
     args = parser.parse_args(argv)
-    data = {key: random_returns(env.env_id, args.episodes) for key, env in protocol.ENVS.items()}
-    for key, value in data.items():
+    measured = {key: random_returns(protocol.ENVS[key].env_id, args.episodes) for key in args.envs}
+    # The other envs' earlier measurements stay.
+    data = {**(json.loads(args.out.read_text()) if args.out.is_file() else {}), **measured}
+    for key, value in measured.items():
         print(f"{key:8s} {value['mean_return']:9.2f} ± {value['std_return']:7.2f}  "
               f"length {value['mean_length']:7.1f}  {value['env_steps_per_s']:7.0f} steps/s")  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out, data)
+    write_json(args.out, data)
 
 
 if __name__ == "__main__":

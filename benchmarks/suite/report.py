@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import cpu_model_name, package_version
-from benchmarks.suite import protocol
+from benchmarks.common import cpu_model_name, fill_readme, package_version
+from benchmarks.suite import aggregate, protocol
 from benchmarks.suite.plots import plot_env
 from benchmarks.suite.random_baseline import RANDOM_FILE
 from benchmarks.suite.results import EVAL_CSV, RAW_DIR, RESULT_FILE, TRAIN_CSV, load_results, read_csv
@@ -79,6 +79,10 @@ ZOO_REFERENCE = {
     ("reacher", "ddpg"): "15.6",
     ("reacher", "ars"): "-4.2 (released agent)",
 }
+
+
+# How the per-env verdicts read (keys: aggregate.verdict's).
+VERDICT_TEXT = {"beats": "Beats", "ties": "Ties with", "loses to": "Loses to", "no verdict (1 seed)": "One seed, no verdict:"}
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
@@ -263,55 +267,73 @@ class Report:
             )
         return lines
 
-    def uncertainty(self, env: str, algo: str) -> float:
-        """
-        Spread of a cell's final test return: the std over seeds with two seeds or more, else the standard
-        error of the one run's final evaluation (std of its test episodes over sqrt(episodes)).
-        """
-        finals = self.finals(env, algo)
-        if len(finals) > 1:
-            return float(np.std(finals))
-        runs = [r for r in self.ok(env, algo) if r["_eval"]]
-        if not runs:
-            return 0.0
-        last = runs[0]["_eval"][-1]
-        std = last.get("std_return", float("nan"))
-        return float(std / np.sqrt(protocol.EVAL_EPISODES)) if np.isfinite(std) else 0.0
+    def normalised(self, env: str, algo: str) -> list[float]:
+        """Final test returns scaled to the random policy (0) and the env's score reference (1)."""
+        reference = protocol.ENVS[env].score_reference.value
+        return list(aggregate.normalise(self.finals(env, algo), self.random[env]["mean_return"], reference))
+
+    def matrices(self) -> dict[str, np.ndarray]:
+        """rliable's score matrices over the envs with a measured random policy (see :func:`aggregate.score_matrices`)."""
+        envs = [env for env in self.envs() if env in self.random]
+        algos = [algo for algo in protocol.ALL_ALGOS if any((env, algo) in self.by_cell for env in envs)]
+        scores = {algo: {env: self.normalised(env, algo) for env in envs if (env, algo) in self.by_cell} for algo in algos}
+        return aggregate.score_matrices(scores, envs)
+
+    def aggregate_section(self) -> list[str]:
+        """Normalisation, IQM and probability of improvement (table and plots), and who is left out and why."""
+        envs = [env for env in self.envs() if env in self.random]
+        lines = [
+            "| env | random policy (score 0) | score 1: reference return |",
+            "|---|---|---|",
+            *(
+                f"| {env} | {fmt(self.random[env]['mean_return'])} | {fmt(protocol.ENVS[env].score_reference.value)}: "
+                f"{protocol.ENVS[env].score_reference.label} |"
+                for env in envs
+            ),
+            "",
+        ]
+        matrices = self.matrices()
+        left_out = [ALGO_NAMES[a] for a in protocol.ALL_ALGOS if a not in matrices and any(k[1] == a for k in self.by_cell)]
+        if left_out:
+            lines += [
+                f"Left out of the aggregates: {', '.join(left_out)} (fewer than 2 seeds, or not run, on some env: a "
+                "stratified bootstrap has nothing to resample from one run per env).",
+                "",
+            ]
+        if "cemah" not in matrices:
+            return [*lines, "No aggregate: CEM-AH has fewer than 2 seeds on some env."]
+        iqm = aggregate.iqm(matrices)
+        improvement = aggregate.probability_of_improvement(matrices, "cemah")
+        lines += [
+            f"| algorithm | runs per env | IQM of normalised scores [{aggregate.CONFIDENCE:.0%} CI] "
+            f"| P(CEM-AH > algorithm) [{aggregate.CONFIDENCE:.0%} CI] |",
+            "|---|---|---|---|",
+        ]
+        for algo, matrix in matrices.items():
+            versus = improvement[algo].text() if algo in improvement else ""
+            lines.append(f"| {ALGO_NAMES[algo]} | {matrix.shape[0]} | {iqm[algo].text()} | {versus} |")
+        prefix = PLOTS_DIR / f"{self.suite.name}_aggregate"
+        paths = aggregate.plot(matrices, "cemah", ALGO_NAMES, prefix)
+        return [*lines, "", *(f"![{path.stem}](suite/plots/{path.name})" for path in paths)]
 
     def verdicts(self) -> list[str]:
-        """Plain statements of where CEM-AH wins and loses, by final test return and by time."""
+        """Per env, CEM-AH against each method by the bootstrap interval of the difference of mean final returns."""
         lines = []
         for env in self.envs():
             cemah = self.finals(env, "cemah")
             if not cemah:
                 lines.append(f"- **{env}**: no finished CEM-AH run yet.")
                 continue
-            c_mean = float(np.mean(cemah))
-            ranking = sorted(
-                ((float(np.mean(self.finals(env, algo))), algo) for algo in self.algos(env) if self.finals(env, algo)),
-                key=lambda item: -item[0],
-            )
-            rank = [algo for _, algo in ranking].index("cemah") + 1
-            wins, losses, ties = [], [], []
-            for mean, algo in ranking:
-                if algo == "cemah":
+            by_verdict: dict[str, list[str]] = defaultdict(list)
+            for algo in self.algos(env):
+                if algo == "cemah" or not self.finals(env, algo):
                     continue
-                # Within the spread (over seeds, or of the test episodes with one seed): no claim either way.
-                noise = self.uncertainty(env, "cemah") + self.uncertainty(env, algo)
-                text = f"{ALGO_NAMES[algo]} ({fmt(mean)})"
-                if abs(c_mean - mean) <= noise:
-                    ties.append(text)
-                elif c_mean > mean:
-                    wins.append(text)
-                else:
-                    losses.append(text)
-            parts = [f"- **{env}**: CEM-AH final test return {fmt(c_mean)} ranks {rank}/{len(ranking)}."]
-            if wins:
-                parts.append(f"Beats {', '.join(wins)}.")
-            if losses:
-                parts.append(f"Loses to {', '.join(losses)}.")
-            if ties:
-                parts.append(f"Within the spread of {', '.join(ties)} (no claim either way).")
+                difference = aggregate.difference(cemah, self.finals(env, algo))
+                detail = f"difference {difference.text()}" if difference else f"{fmt(float(np.mean(self.finals(env, algo))))}"
+                by_verdict[aggregate.verdict(difference)].append(f"{ALGO_NAMES[algo]} ({detail})")
+            seeds = f"{len(cemah)} seed{'s' if len(cemah) > 1 else ''}"
+            parts = [f"- **{env}**: CEM-AH final test return {fmt(float(np.mean(cemah)))} ({seeds})."]
+            parts += [f"{VERDICT_TEXT[label]} {', '.join(items)}." for label, items in by_verdict.items()]
             episodes = float(np.mean([r["metrics"]["train_episodes"] for r in self.ok(env, "cemah")]))
             population = (protocol.hyperparams("cemah", protocol.ENVS[env].env_id) or {}).get("population_size")
             if population:
@@ -319,17 +341,11 @@ class Report:
                     f"Its runs trained on {episodes:,.0f} episodes, about {episodes / population:.0f} iterations of "
                     f"its {population}-candidate population."
                 )
-            cem_time = [r["metrics"]["s_per_train_episode"] for r in self.ok(env, "cem")]
-            cemah_time = [r["metrics"]["s_per_train_episode"] for r in self.ok(env, "cemah")]
-            cem_t, cemah_t = mean_std(cem_time)[0], mean_std(cemah_time)[0]
+            cem_t = mean_std([r["metrics"]["s_per_train_episode"] for r in self.ok(env, "cem")])[0]
+            cemah_t = mean_std([r["metrics"]["s_per_train_episode"] for r in self.ok(env, "cemah")])[0]
             if cem_t and cemah_t:
                 parts.append(
                     f"Per training episode it takes {cemah_t / cem_t:.1f}x CEM's time ({cemah_t:.3f} s vs {cem_t:.3f} s)."
-                )
-            if env == "maze" and "maze" in self.random:
-                parts.append(
-                    f"A random policy scores {fmt(self.random['maze']['mean_return'])} here, so the maze separates the "
-                    "methods little."
                 )
             lines.append(" ".join(parts))
         return lines
@@ -368,7 +384,7 @@ class Report:
             "|---|---|---|---|---|---|---|",
         ]
         expected = protocol.expand(spec)
-        for key in protocol.ENV_ORDER:
+        for key in protocol.suite_envs(spec):
             env = protocol.ENVS[key]
             env_runs = [run for run in expected if run.env == key]
             found = sum(1 for result in self.results if result["env"] == key)
@@ -394,7 +410,7 @@ class Report:
             "| env | random policy return (10 episodes) | mean episode length | env steps/s (random actions, one core) |",
             "|---|---|---|---|",
         ]
-        for key in protocol.ENV_ORDER:
+        for key in protocol.suite_envs(self.suite):
             if key in self.random:
                 v = self.random[key]
                 lines.append(
@@ -461,155 +477,67 @@ def full_protocol_line() -> str:
 
     runs = protocol.expand(protocol.FULL)
     seconds = sum(protocol.estimate_seconds(run, load_rates()) for run in runs)
-    budgets = ", ".join(f"{env} {protocol.FULL.budgets[env]:,}" for env in protocol.ENV_ORDER)
+    budgets = ", ".join(f"{env} {budget:,}" for env, budget in protocol.FULL.budgets.items())
     return (
         f"`--suite full` is the paper's protocol: {len(runs)} runs, 3 seeds for every algorithm, 50k training episodes "
         f"per run (stopped by an episode counter; step ceilings {budgets}), wall-clock cap 48 h per run; estimated "
-        f"{seconds / 3600:,.0f} core-hours at this machine's measured rates (DDPG's runs end at the cap)."
+        f"{seconds / 3600:,.0f} core-hours at this machine's measured rates (DDPG's runs end at the cap, and so do "
+        "Qt-Opt's and Qt-Opt+DDPG's on the maze, ant and walker)."
     )
 
 
-def build(root: Path, suite: str) -> str:
+def build(root: Path, suite: str) -> dict[str, str]:
+    """The generated blocks of a suite's report, by name (see :func:`benchmarks.common.fill_readme`)."""
     report = Report(root, suite)
     spec = report.suite
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     n_capped = sum(bool(r.get("capped")) for r in report.results)
     n_ok = sum(r["status"] == "ok" and not r.get("capped") for r in report.results)
     n_failed = sum(r["status"] == "failed" for r in report.results)
-    expected = protocol.expand(spec)
-    text = [
-        "# Benchmarks: CEM-AH against CEM and the paper's baselines",
-        "",
+    summary = [
         f"Generated by `python -m benchmarks.suite.report --suite {spec.name}` on {now} from the run folders in "
         f"`docs/benchmarks/suite/results/{spec.name}/`. Suite **{spec.name}**: {spec.description}",
         "",
-        f"Runs: {len(report.results)} of the {len(expected)} of the protocol have results ({n_ok} ran their whole budget, "
-        f"{n_capped} were stopped by the wall-clock cap, {n_failed} failed); {len(report.unfinished)} were started and "
-        "not finished. Every run is listed at the end.",
-        "",
+        f"Runs: {len(report.results)} of the {len(protocol.expand(spec))} of the protocol have results ({n_ok} ran their "
+        f"whole budget, {n_capped} were stopped by the wall-clock cap, {n_failed} failed); {len(report.unfinished)} were "
+        "started and not finished. Every run is listed at the end.",
         *report.missing_runs(),
-        "",
-        "## Protocol",
-        "",
-        *report.protocol_table(),
-        "",
-        "Every algorithm on an env gets the same env-step budget (`-n`); rl-zoo3's `EvalCallback` tests the policy "
-        f"{protocol.EVAL_POINTS} times per run on {protocol.EVAL_EPISODES} episodes. Hyper-parameters are those of "
-        "`hyperparams/<algo>.yml` (or rl-zoo3's own file where ours has no entry for the env), untuned.",
-        "",
-        "## Where CEM-AH wins and loses",
-        "",
-        *report.verdicts(),
-        "",
-        "## Final test return",
-        "",
-        "Test return: mean of rl-zoo3's `EvalCallback` (10 episodes) at the last evaluation of each run (at the "
-        "budget, or the last one before the cap), then mean ± std over seeds. CEM-AH acts with its ensemble of K = 10 "
-        "generated policies, CEM with the mean of its Gaussian, the others with their deterministic policy; on the "
-        "maze rl-zoo3 evaluates MiniGrid envs with stochastic actions (see the notes).",
-        "",
-        *report.final_table(),
-        "",
-        "## Env steps and wall-clock to reach the reference returns",
-        "",
-        "First evaluation whose mean test return reaches the reference (evaluations every 1/20 of the budget).",
-        "",
-        *report.reach_table(),
-        "",
-        "## Time per episode (the paper's Table 1)",
-        "",
-        "Seconds per training episode: training wall-clock (evaluations excluded) over training episodes; seconds "
-        "per test episode: evaluation wall-clock over test episodes. One core per run, two runs at a time. "
-        "CEM-AH acts with K = 10 generated policies (one observation at a time in `EvalCallback`): with deterministic "
-        "evaluation (PyBullet envs) their weights are generated once and cached, with the maze's stochastic "
-        "evaluation the noise, hence a hypernetwork pass, is redrawn at every step "
-        "(`python -m benchmarks.predict_speed` measures both).",
-        "",
-        *report.timing_table(),
-        "",
-        "## The paper's headline numbers and ours",
-        "",
-        *report.paper_table(),
-        "",
-        "What differs from the paper:",
-        "",
-        "- **Budgets**: the paper trains 50k episodes; the quick suite trains "
-        + ", ".join(f"{env} {spec.budgets[env]:,} env steps" for env in protocol.ENV_ORDER)
-        + " per run, the same for every algorithm on an env, so our numbers are early-training numbers. "
-        "`--suite full` runs the 50k episodes.",
-        "- **Envs**: gymnasium 1.x ports of the PyBullet envs (`pybullet_envs_gymnasium`); the paper used the "
-        "original gym PyBullet envs. The paper's reacher is the authors' own env, so its returns are not comparable "
-        "with `ReacherBulletEnv-v0`; the references given for the reacher are rl-zoo3's. The maze is a reimplementation "
-        "(MiniGrid SimpleCrossing 9x9 with 3 crossings, layout seed 110), not the authors' exact layout.",
-        "- **The maze is easy for a random policy**: a random walk reaches the goal in about a thousand steps and scores "
-        "about 900 (table below), above the paper's CEM-AH (888.66). A test return near 900 on the maze therefore means "
-        "little; what separates the methods is whether they reach ~998 (the 16-step optimum is 998.4).",
-        "- **Baselines**: REINFORCE is SB3's A2C configured REINFORCE-style (`hyperparams/a2c.yml`); DDPG on the maze acts "
-        "through `DiscreteToBoxActionWrapper` (softmax); ARS is sb3-contrib's. On the PyBullet envs, ARS and DDPG use "
-        "rl-zoo3's own tuned hyper-parameters (this repository has no entry for them). Qt-Opt and Qt-Opt+DDPG are this "
-        "package's `QtOpt` and `QtOptDDPG` (`hyperparams/qtopt.yml`, `qtopt_ddpg.yml`).",
-        "- **Hardware**: the paper's times are on a V100 GPU + Xeon; ours are one core of a shared 2-core CPU machine "
-        "(other jobs were running at times, so wall-clock numbers are noisy).",
-        "- **Evaluation on the maze**: rl-zoo3 evaluates MiniGrid envs (sb3_cemah registers the maze as one) with "
-        "`deterministic=False`, because a greedy policy that enters a loop in a maze never leaves it. Discrete actions "
-        "are then sampled: CEM's from its mean policy's softmax, CEM-AH's from the mean of its K = 10 members' "
-        "softmaxes with the noise redrawn at every step (the authors' test procedure), REINFORCE's from its policy's "
-        "softmax, DDPG's from the softmax of its actor's scores (`DiscreteToBoxActionWrapper`"
-        ", as the paper's DDPG), and DQN acts epsilon-greedily with its final exploration rate; only ARS acts "
-        "greedily (sb3-contrib's ARS ignores `deterministic`). On the PyBullet envs every test policy is deterministic.",
-        "",
-        "### Random policy",
-        "",
-        *report.random_table(),
-        "",
-        "## Learning curves",
-        "",
-        "Training return (rolling mean of 100 training episodes, i.e. about one population of candidates for the "
-        "population methods) and test return, against env steps and against wall-clock; line: mean over seeds, "
-        "band: min-max over seeds. Dashed: random policy; dotted: the reference returns.",
-        "",
-        *report.plots(),
-        "",
-        "## How to reproduce",
-        "",
-        "Machine: " + machine_description(),
-        "",
-        "    python -m benchmarks.suite.run --suite probe            # optional: ~90 s per algo/env, measures step rates",
-        f"    python -m benchmarks.suite.run --suite {spec.name} --dry-run   # runs, commands, estimated core-hours",
-        f"    python -m benchmarks.suite.run --suite {spec.name} --jobs 2    # resumable: re-run to continue",
-        "    python -m benchmarks.suite.random_baseline",
-        f"    python -m benchmarks.suite.report --suite {spec.name}",
-        "",
-        full_protocol_line(),
-        "",
-        "Each run is the rl-zoo3 command below (seed and folder vary), started through `benchmarks.suite.zoo_train`, "
-        "which runs rl-zoo3's `train` unmodified and adds evaluation timings and a callback that stops training at "
-        "the step budget (population methods would otherwise finish their last population) or at the wall-clock cap:",
-        "",
-        *report.commands(),
-        "",
-        f"Wall-clock caps per run ({spec.name}): a2c, ddpg, dqn "
-        + ", ".join(f"{env} {fmt_seconds(spec.caps_s[env])}" for env in protocol.ENV_ORDER)
-        + f"; cemah, cem, ars {fmt_seconds(spec.population_cap_s)} (a safety net only).",
-        "",
-        "## Every run",
-        "",
-        *report.run_list(),
-        "",
     ]
-    return "\n".join(text)
+    caps = (
+        f"Wall-clock caps per run ({spec.name}): a2c, ddpg, dqn, qtopt, qtopt_ddpg "
+        + ", ".join(f"{env} {fmt_seconds(cap)}" for env, cap in spec.caps_s.items())
+        + f"; cemah, cem, ars {fmt_seconds(spec.population_cap_s)} (a safety net only)."
+    )
+    blocks = {
+        "summary": summary,
+        "protocol": report.protocol_table(),
+        "aggregate": report.aggregate_section(),
+        "verdicts": report.verdicts(),
+        "final": report.final_table(),
+        "reach": report.reach_table(),
+        "timing": report.timing_table(),
+        "paper": report.paper_table(),
+        "random": report.random_table(),
+        "plots": report.plots(),
+        "machine": ["Machine: " + machine_description()],
+        "full": [full_protocol_line()],
+        "commands": [*report.commands(), "", caps],
+        "runs": report.run_list(),
+    }
+    return {name: "\n".join(lines) for name, lines in blocks.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.suite.report")
     parser.add_argument("--suite", choices=sorted(protocol.SUITES), default="quick")
     parser.add_argument("--root", type=Path, default=protocol.DEFAULT_RESULTS_ROOT)
-    parser.add_argument("--out", type=Path, default=README)
+    parser.add_argument("--out", type=Path, default=None, help="default: docs/benchmarks/README.md (quick) or <suite>.md")
     args = parser.parse_args(argv)
-    text = build(args.root.resolve(), args.suite)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
+    out = args.out or (README if args.suite == "quick" else DOCS_DIR / f"{args.suite}.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    title = f"Benchmarks, suite {args.suite}: CEM-AH against CEM and the paper's baselines"
+    fill_readme(out, title, build(args.root.resolve(), args.suite))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.common import write_csv
 
 RESULT_FILE = "result.json"
 TRAIN_CSV = "train.csv"
@@ -38,13 +39,6 @@ RAW_DIR = "raw"
 def raw_dir(run_dir: Path) -> Path:
     """The folder of a run's raw files: rl-zoo3's log folder, the wrapper's timings, the start record, the output."""
     return run_dir / RAW_DIR
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file and rename it: a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
 
 
 def find_zoo_run(zoo_dir: Path) -> Path | None:
@@ -147,18 +141,8 @@ def evaluation_curve(zoo_run: Path | None, evals_jsonl: Path) -> list[dict[str, 
     return rows
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
-    """Write ``rows`` (possibly empty) with a header line."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-
-
 def read_csv(path: Path) -> list[dict[str, float]]:
-    """Rows of a CSV written by :func:`write_csv`, values as floats."""
+    """Rows of a run's CSV, values as floats; none when the file is missing (a run not collected yet)."""
     if not path.is_file():
         return []
     with path.open() as file:

@@ -32,9 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import write_json
 from benchmarks.suite import protocol
 from benchmarks.suite.protocol import RunSpec
-from benchmarks.suite.results import RESULT_FILE, collect, raw_dir, write_json_atomic
+from benchmarks.suite.results import RESULT_FILE, collect, raw_dir
 
 #: Step rates measured by the probe suite (``python -m benchmarks.suite.run --suite probe``).
 RATES_FILE = protocol.REPO_ROOT / "docs" / "benchmarks" / "suite" / "step_rates.json"
@@ -88,7 +89,7 @@ def load_rates(path: Path = RATES_FILE) -> dict[tuple[str, str], protocol.Rate]:
 
 def save_probe_rates(root: Path, path: Path = RATES_FILE) -> dict[str, Any]:
     """
-    Write the rates measured by the probe suite's finished runs under ``root`` to ``path``, over the rates already
+    Add the rates measured by the probe suite's finished runs under ``root`` to ``path``, over the rates already
     there: a probe of some algorithms (``--algos``), or in another ``--root``, keeps the others' measurements.
     """
     rates = json.loads(path.read_text()).get("rates", {}) if path.is_file() else {}
@@ -105,14 +106,16 @@ def save_probe_rates(root: Path, path: Path = RATES_FILE) -> dict[str, Any]:
             "s_per_test_episode": test_s,
             "wall_clock_train_steps_per_s": round(found["train_steps_per_s"], 1),
             "measured": result.get("finished_utc"),
+            "probe_cap_s": result.get("cap_s"),
         }
     data = {
-        "note": "Measured by `python -m benchmarks.suite.run --suite probe` (90 s per run): env steps per CPU-second "
+        "note": "Measured by `python -m benchmarks.suite.run --suite probe` (90 s per run unless probe_cap_s says "
+        "otherwise): env steps per CPU-second "
         "of training and CPU-seconds per test episode (wall-clock where CPU time was not recorded).",
         "rates": rates,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, data)
+    write_json(path, data)
     return data
 
 
@@ -165,7 +168,7 @@ class Runner:
         raw = raw_dir(run_dir)
         raw.mkdir(parents=True)
         command = wrapper_command(run, self.root, self.python)
-        write_json_atomic(
+        write_json(
             raw / "run.json",
             {**dataclasses.asdict(run), "command": plain_command(run, self.root), "started_utc": utc_now()},
         )
@@ -225,7 +228,7 @@ class Runner:
         }
         if status != "ok":
             result["log_tail"] = _tail(raw_dir(run_dir) / "stdout.log", 40)
-        write_json_atomic(run_dir / RESULT_FILE, result)
+        write_json(run_dir / RESULT_FILE, result)
         self.actual_s += wall_s
         self.estimated_s += item.estimate_s
         final = result["metrics"].get("final_test_return")
@@ -333,9 +336,11 @@ def dry_run(runs: list[RunSpec], root: Path, rates: dict[tuple[str, str], protoc
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.suite.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", choices=sorted(protocol.SUITES), default="quick")
-    parser.add_argument("--env", default="all", help="maze, reacher, ant, walker, all, or a comma-separated list")
+    parser.add_argument("--env", default="all", help="env keys of the suite, comma-separated, or all")
     parser.add_argument("--algos", nargs="+", choices=protocol.ALL_ALGOS, default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="instead of the suite's seeds")
+    parser.add_argument("--budget", type=int, default=None, help="env steps per run instead of the suite's (a smoke test)")
+    parser.add_argument("--cap-s", type=float, default=None, help="wall-clock cap per run instead of the suite's")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (each uses one core)")
     parser.add_argument("--root", type=Path, default=protocol.DEFAULT_RESULTS_ROOT, help="results folder")
     parser.add_argument("--python", default=sys.executable, help="interpreter of the runs (with rl-zoo3)")
@@ -346,11 +351,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def select_envs(value: str) -> list[str]:
-    keys = list(protocol.ENV_ORDER) if value == "all" else [key.strip() for key in value.split(",")]
-    unknown = [key for key in keys if key not in protocol.ENVS]
+def select_envs(value: str, suite: protocol.SuiteSpec) -> list[str]:
+    envs = protocol.suite_envs(suite)
+    keys = envs if value == "all" else [key.strip() for key in value.split(",")]
+    unknown = [key for key in keys if key not in envs]
     if unknown:
-        raise SystemExit(f"unknown env(s) {unknown}; choose from {list(protocol.ENVS)} or all")
+        raise SystemExit(f"env(s) {unknown} not in the {suite.name} suite; choose from {envs} or all")
     return keys
 
 
@@ -372,7 +378,12 @@ def _forget_failed(runs: list[RunSpec], root: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     suite = protocol.SUITES[args.suite]
-    runs = protocol.expand(suite, envs=select_envs(args.env), algos=args.algos, seeds=args.seeds)
+    runs = protocol.expand(suite, envs=select_envs(args.env, suite), algos=args.algos, seeds=args.seeds)
+    # Overrides for smoke tests and short probes; give them their own --root, or their results count as the suite's.
+    if args.budget is not None:
+        runs = [dataclasses.replace(run, budget=args.budget, eval_freq=protocol.eval_freq_for(args.budget)) for run in runs]
+    if args.cap_s is not None:
+        runs = [dataclasses.replace(run, cap_s=args.cap_s) for run in runs]
     root = args.root.resolve()
     rates = load_rates()
     if args.dry_run:

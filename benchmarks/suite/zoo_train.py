@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import write_json
+
 #: Why training stopped, in ``summary.json``.
 STOP_BUDGET = "budget"
 STOP_CAP = "wall_clock_cap"
@@ -67,12 +69,6 @@ class _State:
 
 def _since_learn_start() -> float:
     return 0.0 if _State.learn_start is None else time.perf_counter() - _State.learn_start
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def _install_patches() -> None:
@@ -162,7 +158,7 @@ def _install_patches() -> None:
             original_learn(self, model)
         finally:
             learn_s = _since_learn_start()
-            _write_json_atomic(
+            write_json(
                 _State.out_dir / "summary.json",
                 {
                     "stop_reason": _State.stop_reason or STOP_ALGORITHM,

@@ -235,7 +235,7 @@ class CEM(BaseAlgorithm):
     ) -> PopulationResult:
         """
         Evaluate candidate weights ``(n, n_params)`` with the configured evaluator, driving the callback at every
-        (local) or every replayed (Ray) VecEnv step; when recording, the elites' steps are kept.
+        (local) or every replayed (Ray) VecEnv step; when recording, the steps of ``_recorded_candidates`` are kept.
         """
         self.policy.set_training_mode(False)
         return self._population_evaluator().evaluate(
@@ -245,7 +245,7 @@ class CEM(BaseAlgorithm):
             deterministic=not self.stochastic_candidates,
             seed=env_seed,
             step_hook=functools.partial(self._on_env_step, callback),
-            select_recorded=self._elite_indices if record else None,
+            select_recorded=self._recorded_candidates if record else None,
         )
 
     def _population_evaluator(self) -> PopulationEvaluator:
@@ -345,6 +345,10 @@ class CEM(BaseAlgorithm):
         with th.random.fork_rng(devices=cuda_devices):
             th.manual_seed(seed)
             yield
+
+    def _recorded_candidates(self, returns: np.ndarray) -> np.ndarray:
+        """The candidates whose steps a recording evaluation keeps (the elites; subclasses may want more)."""
+        return self._elite_indices(returns)
 
     def _elite_indices(self, returns: np.ndarray) -> np.ndarray:
         """Indices of the ``n_elite`` highest returns, best first (ties keep the lower index, for reproducibility)."""

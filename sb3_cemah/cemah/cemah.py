@@ -33,6 +33,8 @@ VALIDATION_INTERVAL = 50
 VALIDATION_PATIENCE = 4
 # The pre-training losses (see CEMAH._imitation_loss).
 IMITATION_LOSSES = ("mse", "nearest_elite", "assigned_elite")
+# Whose states the elite tuples hold (see CEMAH._admit_elites).
+IMITATION_STATES = ("elite", "population")
 # Key of the random stream of CEM-AH's training steps, beside the populations' (see CEM._population_rng).
 TRAINING_STREAM = 1
 
@@ -93,6 +95,9 @@ class CEMAH(CEM):
         coverage term), ``"assigned_elite"`` (the policies are shared out equally among the elites) or ``"mse"``
         (the paper's MSE against the elites' actions on a random split of the states;
         it imitates the average elite). See :meth:`_imitation_loss`.
+    :param imitation_states: Whose states the elite tuples hold: ``"elite"`` (the paper: the elites' own steps, with
+        the actions they took) or ``"population"`` (each elite's action on states drawn from every candidate's
+        steps, ``buffer_size // n_elite`` per elite at most; see :meth:`_admit_elites`).
     :param coverage_weight: Weight of the coverage term of ``"nearest_elite"`` (each elite pulls its closest policy).
     :param generator_imitation_weight: Weight of the imitation loss added to each adversarial generator step, so
         that the adversarial steps spread the generated policies without leaving the elites (0: the paper).
@@ -141,6 +146,7 @@ class CEMAH(CEM):
         generator_imitation_weight: float = 0.0,
         imitation_loss: str = "nearest_elite",
         coverage_weight: float = 0.3,
+        imitation_states: str = "elite",
         population_size: int = 100,
         elite_frac: float = 0.1,
         n_eval_episodes: int = 1,
@@ -176,6 +182,7 @@ class CEMAH(CEM):
         self.generator_imitation_weight = generator_imitation_weight
         self.imitation_loss = imitation_loss
         self.coverage_weight = coverage_weight
+        self.imitation_states = imitation_states
         super().__init__(
             policy,
             env,
@@ -233,11 +240,12 @@ class CEMAH(CEM):
                 f"Invalid hyper-parameter for {type(self).__name__}: buffer_batches must be an int >= 1 or None, "
                 f"got {self.buffer_batches!r}."
             )
-        if self.imitation_loss not in IMITATION_LOSSES:
-            raise ValueError(
-                f"Invalid hyper-parameter for {type(self).__name__}: imitation_loss must be one of "
-                f"{', '.join(IMITATION_LOSSES)}, got {self.imitation_loss!r}."
-            )
+        for name, choices in (("imitation_loss", IMITATION_LOSSES), ("imitation_states", IMITATION_STATES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"Invalid hyper-parameter for {type(self).__name__}: {name} must be one of "
+                    f"{', '.join(choices)}, got {getattr(self, name)!r}."
+                )
         for name in ("discriminator_noise", "generator_imitation_weight", "coverage_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"Invalid hyper-parameter for {type(self).__name__}: {name} must be >= 0.")
@@ -277,7 +285,7 @@ class CEMAH(CEM):
         # populations: a run resumed from a saved model and elite buffer continues exactly.
         (training_seed,) = self._iteration_seeds(1, TRAINING_STREAM)
         with self._seeded_torch(training_seed):
-            admitted = self._admit_elites(result)
+            admitted = self._admit_elites(weights, result)
             pretrain_seconds, adversarial_seconds = self._train_generator()
         self.logger.record("train/buffer_size", self.elite_buffer.size)
         self.logger.record("train/buffer_return_mean", self.elite_buffer.return_mean)
@@ -313,22 +321,50 @@ class CEMAH(CEM):
         self.logger.record("train/generated_weight_distance", self._generated_weight_distance())
         return pretrain_end - start, adversarial_end - pretrain_end
 
-    def _admit_elites(self, result: PopulationResult) -> bool:
-        """Offer every step of this iteration's elite episodes to the buffer (Algorithm 2, lines 5-6)."""
+    def _recorded_candidates(self, returns: np.ndarray) -> np.ndarray:
+        # The elites' steps, or every candidate's when the elites label the population's states.
+        return self._elite_indices(returns) if self.imitation_states == "elite" else np.arange(len(returns))
+
+    def _admit_elites(self, weights: th.Tensor, result: PopulationResult) -> bool:
+        """
+        Offer this iteration's elite ``<s, a>`` tuples to the buffer (Algorithm 2, lines 5-6). With
+        ``imitation_states="elite"`` (the paper) they are the steps of the elites' own episodes, with the actions
+        taken; with ``"population"``, each elite's action on the same states, drawn from every candidate's steps.
+
+        :param weights: The evaluated candidates, shape ``(population_size, n_params)``.
+        :param result: Their evaluation, with the steps of ``_recorded_candidates``.
+        """
         assert result.observations is not None and result.actions is not None and result.step_candidates is not None
         elite = self._elite_indices(result.returns)
-        is_elite_step = np.isin(result.step_candidates, elite)
-        observations = result.observations[is_elite_step]
+        recorded = np.isin(result.step_candidates, self._recorded_candidates(result.returns))
+        observations = result.observations[recorded]
         if self._vec_normalize_env is not None and result.original_observations is not None:
             # Normalised with the statistics the coming generated policies will act on (those after this rollout),
             # not those of each step: they drift during the rollout. Older batches keep their own iteration's.
-            normalized = self._vec_normalize_env.normalize_obs(result.original_observations[is_elite_step])
+            normalized = self._vec_normalize_env.normalize_obs(result.original_observations[recorded])
             assert isinstance(normalized, np.ndarray)  # Dict observations are refused at construction
             observations = normalized
         features = self.policy.obs_to_features(observations)
-        targets = self.policy.actions_to_targets(result.actions[th.as_tensor(is_elite_step, device=result.actions.device)])
-        elites = th.as_tensor(result.step_candidates[is_elite_step])
-        return self.elite_buffer.admit(features, targets, float(np.mean(result.returns[elite])), elites)
+        elite_return = float(np.mean(result.returns[elite]))
+        if self.imitation_states == "elite":
+            targets = self.policy.actions_to_targets(result.actions[th.as_tensor(recorded, device=result.actions.device)])
+            return self.elite_buffer.admit(features, targets, elite_return, th.as_tensor(result.step_candidates[recorded]))
+        # An elite's own episode visits few states, and the generated policies, never exact, drift off them: labelled
+        # on the whole population's states (about population_size / n_elite times more, and closer to where an
+        # imperfect imitation goes), each elite's policy is pinned down where it was only loosely fit (a relabelling
+        # without extra env steps, in the spirit of DAgger). As many states per elite as the buffer holds.
+        per_elite = min(len(features), self.buffer_size // len(elite))
+        states = features[th.randperm(len(features), device=features.device)[:per_elite]]
+        elite_weights = weights[th.as_tensor(elite, device=weights.device)]
+        with th.no_grad():
+            outputs = self.policy.network.forward(elite_weights, states.unsqueeze(0).expand(len(elite), -1, -1))
+            actions = self.policy.outputs_to_actions(outputs.flatten(0, 1), deterministic=not self.stochastic_candidates)
+        return self.elite_buffer.admit(
+            states.repeat(len(elite), 1),
+            self.policy.actions_to_targets(actions),
+            elite_return,
+            th.arange(len(elite)).repeat_interleave(per_elite),
+        )
 
     def _pretrain(self) -> list[float]:
         """
