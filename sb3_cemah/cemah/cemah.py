@@ -46,12 +46,13 @@ class CEMAH(CEM):
     One iteration:
 
     1. update the guiding CEM (Algorithm 1, on the same VecEnv slots, see :class:`CEM`);
-    2. admit the elites' ``<s, a>`` tuples (every step of every elite episode, with the action each elite took)
-       to a FIFO buffer of the last ``buffer_batches`` admitted iterations, when their elites' mean return is at
-       least the buffer's;
+    2. admit the elites' ``<s, a>`` tuples (by default each elite's action on states drawn from every candidate's
+       steps; the paper's: every step of the elite episodes, with the action each elite took) to a FIFO buffer
+       of the last ``buffer_batches`` admitted iterations, when their elites' mean return is at least the buffer's;
     3. pre-train the hypernetwork until the imitation converges (at most ``pretrain_steps`` steps, early
-       stopping on held-out tuples); by default each generated policy imitates the elite closest to it
-       (``imitation_loss="nearest_elite"``), the paper's MSE imitates the average elite (``"mse"``);
+       stopping on held-out tuples); by default the generated policies are shared out equally among the
+       elites, each imitating its own (``imitation_loss="assigned_elite"``); the paper's MSE imitates the average
+       elite (``"mse"``);
     4. with ``use_discriminator=True``, train the discriminator on real vs generated tuples (with input noise
        ``min(discriminator_noise, 1 / (1 + iteration))``), then the generator against it; the generator's loss
        back-propagates through the generated weights into the hypernetwork (the authors' code cuts this
@@ -80,7 +81,8 @@ class CEMAH(CEM):
     :param n_noise_samples: Generated policies per gradient step (the paper's M); each acts on
         ``batch_size // n_noise_samples`` of the states.
     :param ensemble_size: Generated policies acting together at test time (the paper's K).
-    :param ensemble_method: How the ensemble combines Box actions (``mean``, the paper's; ``median``, ``medoid``,
+    :param ensemble_method: How the ensemble combines Box actions (``mean_preactivation``, the default: the
+        policy of the members' mean weights for the linear policy; ``mean``, the paper's; ``median``, ``medoid``,
         ``discriminator``: see :func:`sb3_cemah.cemah.policies.combine_box_actions`). Discrete actions always
         use the paper's mean of the members' action probabilities.
     :param pretrain_steps: Most pre-training steps of the generator per iteration (G-MSE); fewer when the held-out
@@ -91,12 +93,12 @@ class CEMAH(CEM):
         ablation without it.
     :param pretrain: False gives the paper's ablation without MSE pre-training.
     :param discriminator_noise: Largest std of the Gaussian noise added to the discriminator's inputs.
-    :param imitation_loss: ``"nearest_elite"`` (each generated policy imitates the elite closest to it, plus a
-        coverage term), ``"assigned_elite"`` (the policies are shared out equally among the elites) or ``"mse"``
+    :param imitation_loss: ``"assigned_elite"`` (default: the policies are shared out equally among the elites),
+        ``"nearest_elite"`` (each generated policy imitates the elite closest to it, plus a coverage term) or ``"mse"``
         (the paper's MSE against the elites' actions on a random split of the states;
         it imitates the average elite). See :meth:`_imitation_loss`.
     :param imitation_states: Whose states the elite tuples hold: ``"elite"`` (the paper: the elites' own steps, with
-        the actions they took) or ``"population"`` (each elite's action on states drawn from every candidate's
+        the actions they took) or ``"population"`` (default: each elite's action on states drawn from every candidate's
         steps, ``buffer_size // n_elite`` per elite at most; see :meth:`_admit_elites`).
     :param coverage_weight: Weight of the coverage term of ``"nearest_elite"`` (each elite pulls its closest policy).
     :param generator_imitation_weight: Weight of the imitation loss added to each adversarial generator step, so
@@ -136,7 +138,7 @@ class CEMAH(CEM):
         batch_size: int = 500,
         n_noise_samples: int = 100,
         ensemble_size: int = 10,
-        ensemble_method: str = "mean",
+        ensemble_method: str = "mean_preactivation",
         pretrain_steps: int = 1000,
         discriminator_steps: int = 10,
         generator_steps: int = 10,
@@ -144,9 +146,9 @@ class CEMAH(CEM):
         pretrain: bool = True,
         discriminator_noise: float = 0.1,
         generator_imitation_weight: float = 0.0,
-        imitation_loss: str = "nearest_elite",
+        imitation_loss: str = "assigned_elite",
         coverage_weight: float = 0.3,
-        imitation_states: str = "elite",
+        imitation_states: str = "population",
         population_size: int = 100,
         elite_frac: float = 0.1,
         n_eval_episodes: int = 1,
