@@ -166,8 +166,9 @@ def test_buffer_sample() -> None:
 
 
 def test_model_admits_exactly_the_elite_steps(cartpole_vec: Callable, make_model: Callable) -> None:
+    """``imitation_states="elite"`` (the paper): the elites' own steps, with the actions they took."""
     env = cartpole_vec(n_envs=3)
-    model = make_model("CEMAH", env, population_size=10, elite_frac=0.3)
+    model = make_model("CEMAH", env, population_size=10, elite_frac=0.3, imitation_states="elite")
     policy = model.policy
     th.manual_seed(0)
     weights = policy.sample_weights(10)
@@ -231,7 +232,7 @@ def test_population_states_are_labelled_by_every_elite(cartpole_vec: Callable, m
 def test_buffered_features_follow_the_vec_normalize_statistics(make_model: Callable) -> None:
     """Under VecNormalize the buffer holds the elites' raw observations normalised with the latest statistics."""
     env = VecNormalize(make_vec_env("CartPole-v1", n_envs=3, seed=0), norm_reward=False)
-    model = make_model("CEMAH", env, population_size=10, elite_frac=0.3)
+    model = make_model("CEMAH", env, population_size=10, elite_frac=0.3, imitation_states="elite")
     policy = model.policy
     weights = policy.sample_weights(10)
     result = evaluate_population(env, policy, weights, record=True)
@@ -471,8 +472,8 @@ class TwoPeakBandit(gym.Env):
         return np.ones(1, np.float32), float(reward), True, False, {}
 
 
-def generated_actions(model: CEMAH, n_policies: int = 64) -> np.ndarray:
-    """The bandit actions of ``n_policies`` freshly generated policies, shape ``(n_policies,)``."""
+def generated_actions(model: CEMAH, n_policies: int = 256) -> np.ndarray:
+    """The bandit actions of ``n_policies`` fresh generated policies (a 10 % share is not noise), shape ``(n_policies,)``."""
     with th.no_grad():
         weights = model.policy.generate_weights(n_policies)
         return model.policy.network.forward(weights, th.ones(n_policies, 1, 1)).flatten().numpy()

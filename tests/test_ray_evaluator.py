@@ -95,8 +95,10 @@ def test_num_timesteps_are_the_workers_steps_and_callbacks_stop_the_run() -> Non
 
 
 @pytest.mark.usefixtures("ray_cluster")
-def test_cemah_fetches_the_elites_steps_only() -> None:
-    model = ray_cem(CEMAH)
+@pytest.mark.parametrize("imitation_states", ["elite", "population"])
+def test_cemah_fetches_the_steps_it_imitates_only(imitation_states: str) -> None:
+    """The elites' steps (the paper's tuples), or every candidate's when the elites label the population's states."""
+    model = ray_cem(CEMAH, imitation_states=imitation_states)
     records: list[Any] = []
     train = model.train
 
@@ -107,10 +109,10 @@ def test_cemah_fetches_the_elites_steps_only() -> None:
     model.train = keep  # type: ignore[method-assign]
     model.learn(1)
     (result,) = records
-    elite = model._elite_indices(result.returns)
-    assert set(np.unique(result.step_candidates)) == set(elite.tolist())
+    recorded = model._elite_indices(result.returns) if imitation_states == "elite" else np.arange(len(result.returns))
+    assert set(np.unique(result.step_candidates)) == set(recorded.tolist())
     assert result.observations.shape[0] == result.step_candidates.shape[0] == result.actions.shape[0]
-    assert result.observations.shape[0] == int(np.sum(result.episode_lengths[elite]))
+    assert result.observations.shape[0] == int(np.sum(result.episode_lengths[recorded]))
     assert model.elite_buffer.size > 0
     model._evaluator.close()
 

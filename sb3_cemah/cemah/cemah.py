@@ -112,7 +112,8 @@ class CEMAH(CEM):
     :param min_std: See :class:`CEM`.
     :param std_reset_threshold: See :class:`CEM`.
     :param stochastic_candidates: See :class:`CEM`.
-    :param evaluator: See :class:`CEM` (with ``"ray"``, only the elites' recorded steps leave the workers).
+    :param evaluator: See :class:`CEM` (with ``"ray"``, only the recorded steps CEM-AH imitates leave the workers:
+        every candidate's with ``imitation_states="population"``, the elites' with ``"elite"``).
     :param evaluator_kwargs: See :class:`CEM`.
     :param stats_window_size: Window size for the rollout logging.
     :param tensorboard_log: The log location for tensorboard (if None, no logging).

@@ -8,8 +8,9 @@ runs it, which gives three properties at once:
 - reproducible: a fixed seed (and task size, by default a function of the worker count) gives the same run;
 - fault tolerant: a task whose worker died is run again on a new worker with the same outcome, and only
   finished tasks are counted, so that every candidate is evaluated exactly once;
-- CEM-AH's recorded steps stay on the workers until the head knows the elites, then only the elites' steps
-  are fetched (a worker that died in between runs its task again to give them).
+- CEM-AH's recorded steps stay on the workers until the head knows the elites, then only the steps it imitates
+  are fetched (the elites', or every candidate's for population labels; a worker that died in between runs its
+  task again to give them).
 
 Per population the head puts the candidates' weights in Ray's object store once; a task carries only its
 candidate indices, and returns the candidates' returns and lengths, its env-step count and its episodes'
