@@ -165,10 +165,13 @@ def test_buffer_sample() -> None:
     assert set(features[:, 0].tolist()) == set(map(float, range(20)))  # only stored tuples, all of them
 
 
-def test_model_admits_exactly_the_elite_steps(cartpole_vec: Callable, make_model: Callable) -> None:
-    """``imitation_states="elite"`` (the paper): the elites' own steps, with the actions they took."""
+@pytest.mark.parametrize("imitation_target", ["action", "preactivation"])
+def test_model_admits_exactly_the_elite_steps(cartpole_vec: Callable, make_model: Callable, imitation_target: str) -> None:
+    """``imitation_states="elite"`` (the paper): the elites' own steps, with the actions they took (or their outputs)."""
     env = cartpole_vec(n_envs=3)
-    model = make_model("CEMAH", env, population_size=10, elite_frac=0.3, imitation_states="elite")
+    model = make_model(
+        "CEMAH", env, population_size=10, elite_frac=0.3, imitation_states="elite", imitation_target=imitation_target
+    )
     policy = model.policy
     th.manual_seed(0)
     weights = policy.sample_weights(10)
@@ -181,7 +184,12 @@ def test_model_admits_exactly_the_elite_steps(cartpole_vec: Callable, make_model
     assert model.elite_buffer.size == int(result.episode_lengths[elite].sum()) == is_elite_step.sum()
     features, targets, elites = model.elite_buffer.tuples()
     expected_features = policy.obs_to_features(result.observations[is_elite_step])
-    expected_targets = th.nn.functional.one_hot(result.actions[th.as_tensor(is_elite_step)], 2).float()  # actions taken
+    if imitation_target == "action":
+        expected_targets = th.nn.functional.one_hot(result.actions[th.as_tensor(is_elite_step)], 2).float()  # actions taken
+    else:  # each step's elite's output before the tanh
+        step_weights = weights[th.as_tensor(result.step_candidates[is_elite_step])]
+        expected_targets = th.einsum("si,sio->so", expected_features, policy.network.unflatten(step_weights)[0][0])
+        expected_targets += policy.network.unflatten(step_weights)[0][1][:, 0]
     order, expected_order = th.argsort(features[:, 0]), th.argsort(expected_features[:, 0])  # held-out ones are shuffled
     th.testing.assert_close(features[order], expected_features[expected_order])
     th.testing.assert_close(targets[order], expected_targets[expected_order])
@@ -201,10 +209,21 @@ def distance_to_nearest(points: th.Tensor, others: th.Tensor) -> th.Tensor:
     return (points[:, None] - others[None]).abs().amax(dim=-1).min(dim=1).values
 
 
-def test_population_states_are_labelled_by_every_elite(cartpole_vec: Callable, make_model: Callable) -> None:
-    """``imitation_states="population"``: each elite's greedy action on the same states, drawn from all candidates."""
+@pytest.mark.parametrize("imitation_target", ["action", "preactivation"])
+def test_population_states_are_labelled_by_every_elite(
+    cartpole_vec: Callable, make_model: Callable, imitation_target: str
+) -> None:
+    """``imitation_states="population"``: each elite's greedy action (or output) on the same states, from all candidates."""
     env = cartpole_vec(n_envs=3)
-    model = make_model("CEMAH", env, population_size=10, elite_frac=0.3, imitation_states="population", buffer_size=90)
+    model = make_model(
+        "CEMAH",
+        env,
+        population_size=10,
+        elite_frac=0.3,
+        imitation_states="population",
+        imitation_target=imitation_target,
+        buffer_size=90,
+    )
     policy = model.policy
     th.manual_seed(0)
     weights = policy.sample_weights(10)
@@ -221,8 +240,11 @@ def test_population_states_are_labelled_by_every_elite(cartpole_vec: Callable, m
     assert (distance_to_nearest(features, elite_features) > 1e-6).any()
     for elite_id, candidate in enumerate(elite):
         mine = elites == elite_id
-        outputs = policy.network.forward(weights[candidate][None], features[mine][None])[0]
-        th.testing.assert_close(targets[mine], th.nn.functional.one_hot(outputs.argmax(dim=-1), 2).float())
+        outputs = policy.network.forward(weights[candidate][None], features[mine][None], squash=False)[0]
+        if imitation_target == "action":
+            th.testing.assert_close(targets[mine], th.nn.functional.one_hot(outputs.argmax(dim=-1), 2).float())
+        else:
+            th.testing.assert_close(targets[mine], outputs)
     # The three elites label the same states.
     for elite_id in (1, 2):
         same = distance_to_nearest(features[elites == 0], features[elites == elite_id])
@@ -307,7 +329,13 @@ def optimizer_tensors(optimizer: th.optim.Optimizer) -> list[th.Tensor]:
 
 
 def test_save_load_restores_the_whole_training_state(cartpole_vec: Callable, make_model: Callable, tmp_path: Path) -> None:
-    model = make_model("CEMAH", cartpole_vec(), learning_rate=lambda progress: 1e-3 * progress, use_discriminator=True)
+    model = make_model(
+        "CEMAH",
+        cartpole_vec(),
+        learning_rate=lambda progress: 1e-3 * progress,
+        adversarial_learning_rate=lambda progress: 5e-4 * progress,
+        use_discriminator=True,
+    )
     model.learn(1_000)
     model.save(tmp_path / "model")
     loaded = CEMAH.load(tmp_path / "model", env=cartpole_vec())
@@ -495,15 +523,16 @@ def near_each_peak(actions: np.ndarray) -> tuple[float, float]:
 @pytest.mark.parametrize("imitation_loss", ["nearest_elite", "assigned_elite"])
 def test_elite_imitation_keeps_both_modes(seed: int, imitation_loss: str) -> None:
     """
-    The generated policies sit on both peaks, as the elites do; the paper's MSE (``imitation_loss="mse"``)
-    pulls every generated policy to the elites' mean action, between the peaks, where the reward is ~1e-7.
+    The generated policies sit on both peaks, as the elites do; the paper's MSE on the elites' actions
+    (``imitation_loss="mse"``, ``imitation_target="action"``) pulls every generated policy to the elites' mean action,
+    between the peaks, where the reward is ~1e-7.
     """
     model = bandit_model(seed, imitation_loss=imitation_loss)
-    elite_actions = model.elite_buffer.tuples()[1].flatten().numpy()
+    elite_actions = th.tanh(model.elite_buffer.tuples()[1]).flatten().numpy()  # the buffer holds pre-activations
     assert min(near_each_peak(elite_actions)) >= 0.2  # the elites do sit on both peaks
     assert min(near_each_peak(generated_actions(model))) >= 0.1
 
-    mse_actions = generated_actions(bandit_model(seed, imitation_loss="mse", use_discriminator=False))
+    mse_actions = generated_actions(bandit_model(seed, imitation_loss="mse", imitation_target="action"))
     assert max(near_each_peak(mse_actions)) < 0.1
     assert mse_actions.std() < 0.3 * elite_actions.std()
 
@@ -526,7 +555,7 @@ def test_balanced_assignment_shares_policies_out_equally() -> None:
 def test_adversarial_training_alone_keeps_generated_policies_distinct(seed: int) -> None:
     model = bandit_model(seed, pretrain=False, use_discriminator=True, discriminator_steps=20, generator_steps=20)
     untrained = generated_actions(bandit_model(seed, pretrain=False))
-    elite_std = float(model.elite_buffer.tuples()[1].std())
+    elite_std = float(th.tanh(model.elite_buffer.tuples()[1]).std())  # the elites' actions
     actions = generated_actions(model)
     assert elite_std > 0.3
     assert actions.std() >= 0.2 * elite_std
@@ -622,7 +651,7 @@ def test_ensemble_method_reaches_predict(pendulum_vec: Callable, make_model: Cal
 
 def test_discrete_fakes_are_one_hot_with_the_softmax_gradient(model_with_buffer: CEMAH) -> None:
     outputs = th.randn(6, 2, requires_grad=True)
-    fake = model_with_buffer._fake_actions(outputs)
+    fake = model_with_buffer._actions_of(outputs)
     th.testing.assert_close(fake.detach(), th.nn.functional.one_hot(outputs.argmax(dim=-1), 2).float())
     fake[:, 0].sum().backward()
     assert outputs.grad is not None and bool(outputs.grad.abs().sum() > 0)

@@ -14,6 +14,7 @@ from scipy.optimize import linear_sum_assignment
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.common.utils import FloatSchedule, update_learning_rate
 
 from sb3_cemah.cem.cem import CEM
 from sb3_cemah.cemah.elite_buffer import EliteBuffer
@@ -30,11 +31,13 @@ HELD_OUT_FRACTION = 0.1
 # The MSE pre-training checks the held-out loss every VALIDATION_INTERVAL steps and stops after
 # VALIDATION_PATIENCE checks without a 1 % improvement.
 VALIDATION_INTERVAL = 50
-VALIDATION_PATIENCE = 4
+VALIDATION_PATIENCE = 10
 # The pre-training losses (see CEMAH._imitation_loss).
 IMITATION_LOSSES = ("mse", "nearest_elite", "assigned_elite")
 # Whose states the elite tuples hold (see CEMAH._admit_elites).
 IMITATION_STATES = ("elite", "population")
+# What the generated policies match on those states (see CEMAH._admit_elites).
+IMITATION_TARGETS = ("action", "preactivation")
 # Key of the random stream of CEM-AH's training steps, beside the populations' (see CEM._population_rng).
 TRAINING_STREAM = 1
 
@@ -46,9 +49,10 @@ class CEMAH(CEM):
     One iteration:
 
     1. update the guiding CEM (Algorithm 1, on the same VecEnv slots, see :class:`CEM`);
-    2. admit the elites' ``<s, a>`` tuples (by default each elite's action on states drawn from every candidate's
-       steps; the paper's: every step of the elite episodes, with the action each elite took) to a FIFO buffer
-       of the last ``buffer_batches`` admitted iterations, when their elites' mean return is at least the buffer's;
+    2. admit the elites' ``<s, a>`` tuples (by default each elite's output before its final tanh on states drawn
+       from every candidate's steps; the paper's: every step of the elite episodes, with the action each elite took)
+       to a FIFO buffer of the last ``buffer_batches`` admitted iterations, when their elites' mean return is at
+       least the buffer's;
     3. pre-train the hypernetwork until the imitation converges (at most ``pretrain_steps`` steps, early
        stopping on held-out tuples); by default the generated policies are shared out equally among the
        elites, each imitating its own (``imitation_loss="assigned_elite"``); the paper's MSE imitates the average
@@ -67,8 +71,11 @@ class CEMAH(CEM):
     :param policy: The policy model to use (``"MlpPolicy"`` or a :class:`CEMAHPolicy` subclass).
     :param env: The environment to learn from (if registered in Gym, can be str).
     :param learning_rate: Learning rate of the hypernetwork's and the discriminator's Adam, or a schedule of the
-        remaining progress (1 to 0). The paper uses 1e-4 with ~3000 gradient steps per iteration; the default
-        1e-3 converges within a few hundred steps.
+        remaining progress (1 to 0). The paper uses 1e-4 with ~3000 gradient steps per iteration; with the default
+        3e-3 the imitation of the elites' pre-activations converges within about 1000 steps.
+    :param adversarial_learning_rate: Learning rate of the adversarial steps (discriminator and generator), or a
+        schedule; None uses ``learning_rate``. At 3e-3 the adversarial steps alone collapse the generated policies
+        to one action on the two-mode bandit test; at 1e-3 they keep both modes.
     :param buffer_size: Capacity of the elite buffer, in ``<s, a>`` tuples (a memory bound).
     :param buffer_batches: Capacity of the elite buffer in admitted iterations (the authors' code keeps 100); the
         default 1 imitates the latest admitted elites only: older elites are worse, and the nearest-elite loss
@@ -100,6 +107,12 @@ class CEMAH(CEM):
     :param imitation_states: Whose states the elite tuples hold: ``"elite"`` (the paper: the elites' own steps, with
         the actions they took) or ``"population"`` (default: each elite's action on states drawn from every candidate's
         steps, ``buffer_size // n_elite`` per elite at most; see :meth:`_admit_elites`).
+    :param imitation_target: What the generated policies match on the elite states: ``"preactivation"`` (default: each
+        elite's output before the final tanh, the logits for Discrete) or ``"action"`` (the paper: the action the elite
+        took, one-hot for Discrete). Actions pin a policy down only where its tanh is not saturated: measured on Ant,
+        members imitating actions acted like their elites with weights 0.2x to 2x the elites' norm, and their weights'
+        mean (``mean_preactivation``) then fell over. Pre-activations fix every weight of the linear policy (a least
+        squares fit). See :meth:`_admit_elites`.
     :param coverage_weight: Weight of the coverage term of ``"nearest_elite"`` (each elite pulls its closest policy).
     :param generator_imitation_weight: Weight of the imitation loss added to each adversarial generator step, so
         that the adversarial steps spread the generated policies without leaving the elites (0: the paper).
@@ -132,7 +145,8 @@ class CEMAH(CEM):
         self,
         policy: str | type[CEMAHPolicy],
         env: GymEnv | str,
-        learning_rate: float | Schedule = 1e-3,
+        learning_rate: float | Schedule = 3e-3,
+        adversarial_learning_rate: float | Schedule | None = 1e-3,
         buffer_size: int = 100_000,
         buffer_batches: int | None = 1,
         buffer_gate: bool = True,
@@ -140,7 +154,7 @@ class CEMAH(CEM):
         n_noise_samples: int = 100,
         ensemble_size: int = 10,
         ensemble_method: str = "mean_preactivation",
-        pretrain_steps: int = 1000,
+        pretrain_steps: int = 2000,
         discriminator_steps: int = 10,
         generator_steps: int = 10,
         use_discriminator: bool = False,
@@ -150,6 +164,7 @@ class CEMAH(CEM):
         imitation_loss: str = "assigned_elite",
         coverage_weight: float = 0.3,
         imitation_states: str = "population",
+        imitation_target: str = "preactivation",
         population_size: int = 100,
         elite_frac: float = 0.1,
         n_eval_episodes: int = 1,
@@ -169,6 +184,7 @@ class CEMAH(CEM):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
+        self.adversarial_learning_rate = adversarial_learning_rate
         self.buffer_size = buffer_size
         self.buffer_batches = buffer_batches
         self.buffer_gate = buffer_gate
@@ -186,6 +202,7 @@ class CEMAH(CEM):
         self.imitation_loss = imitation_loss
         self.coverage_weight = coverage_weight
         self.imitation_states = imitation_states
+        self.imitation_target = imitation_target
         super().__init__(
             policy,
             env,
@@ -243,7 +260,11 @@ class CEMAH(CEM):
                 f"Invalid hyper-parameter for {type(self).__name__}: buffer_batches must be an int >= 1 or None, "
                 f"got {self.buffer_batches!r}."
             )
-        for name, choices in (("imitation_loss", IMITATION_LOSSES), ("imitation_states", IMITATION_STATES)):
+        for name, choices in (
+            ("imitation_loss", IMITATION_LOSSES),
+            ("imitation_states", IMITATION_STATES),
+            ("imitation_target", IMITATION_TARGETS),
+        ):
             if getattr(self, name) not in choices:
                 raise ValueError(
                     f"Invalid hyper-parameter for {type(self).__name__}: {name} must be one of "
@@ -313,6 +334,11 @@ class CEMAH(CEM):
             self.logger.record("train/pretrain_steps", len(mse_losses))
         pretrain_end = time.perf_counter()
         if self.use_discriminator:
+            if self.adversarial_learning_rate is not None:
+                rate = FloatSchedule(self.adversarial_learning_rate)(self._current_progress_remaining)
+                for optimizer in (self.policy.generator_optimizer, self.policy.discriminator_optimizer):
+                    update_learning_rate(optimizer, rate)
+                self.logger.record("train/adversarial_learning_rate", rate)
             input_noise = min(self.discriminator_noise, 1.0 / (1.0 + self._n_iterations))
             d_losses = [self._discriminator_step(input_noise) for _ in range(self.discriminator_steps)]
             g_losses = [self._generator_step() for _ in range(self.generator_steps)]
@@ -331,8 +357,10 @@ class CEMAH(CEM):
     def _admit_elites(self, weights: th.Tensor, result: PopulationResult) -> bool:
         """
         Offer this iteration's elite ``<s, a>`` tuples to the buffer (Algorithm 2, lines 5-6). With
-        ``imitation_states="elite"`` (the paper) they are the steps of the elites' own episodes, with the actions
-        taken; with ``"population"``, each elite's action on the same states, drawn from every candidate's steps.
+        ``imitation_states="elite"`` (the paper) they are the steps of the elites' own episodes; with
+        ``"population"``, the same states for every elite, drawn from every candidate's steps. ``a`` is what
+        ``imitation_target`` says: the elite's pre-activation (its output before the tanh) on the state, or its action
+        (with ``"elite"`` states, the action it took).
 
         :param weights: The evaluated candidates, shape ``(population_size, n_params)``.
         :param result: Their evaluation, with the steps of ``_recorded_candidates``.
@@ -350,8 +378,15 @@ class CEMAH(CEM):
         features = self.policy.obs_to_features(observations)
         elite_return = float(np.mean(result.returns[elite]))
         if self.imitation_states == "elite":
-            targets = self.policy.actions_to_targets(result.actions[th.as_tensor(recorded, device=result.actions.device)])
-            return self.elite_buffer.admit(features, targets, elite_return, th.as_tensor(result.step_candidates[recorded]))
+            candidates = result.step_candidates[recorded]
+            if self.imitation_target == "action":
+                targets = self.policy.actions_to_targets(result.actions[th.as_tensor(recorded, device=result.actions.device)])
+            else:
+                targets = features.new_empty(len(features), self.policy.network.output_dim)
+                for candidate in np.unique(candidates):
+                    steps = th.as_tensor(candidates == candidate, device=features.device)
+                    targets[steps] = self._preactivations(weights[int(candidate)][None], features[steps][None])[0]
+            return self.elite_buffer.admit(features, targets, elite_return, th.as_tensor(candidates))
         # An elite's own episode visits few states, and the generated policies, never exact, drift off them: labelled
         # on the whole population's states (about population_size / n_elite times more, and closer to where an
         # imperfect imitation goes), each elite's policy is pinned down where it was only loosely fit (a relabelling
@@ -359,15 +394,35 @@ class CEMAH(CEM):
         per_elite = min(len(features), self.buffer_size // len(elite))
         states = features[th.randperm(len(features), device=features.device)[:per_elite]]
         elite_weights = weights[th.as_tensor(elite, device=weights.device)]
-        with th.no_grad():
-            outputs = self.policy.network.forward(elite_weights, states.unsqueeze(0).expand(len(elite), -1, -1))
-            actions = self.policy.outputs_to_actions(outputs.flatten(0, 1), deterministic=not self.stochastic_candidates)
+        preactivations = self._preactivations(elite_weights, states.unsqueeze(0).expand(len(elite), -1, -1)).flatten(0, 1)
+        if self.imitation_target == "preactivation":
+            targets = preactivations
+        else:
+            actions = self.policy.outputs_to_actions(th.tanh(preactivations), deterministic=not self.stochastic_candidates)
+            targets = self.policy.actions_to_targets(actions)
         return self.elite_buffer.admit(
             states.repeat(len(elite), 1),
-            self.policy.actions_to_targets(actions),
+            targets,
             elite_return,
             th.arange(len(elite)).repeat_interleave(per_elite),
         )
+
+    def _preactivations(self, weights: th.Tensor, features: th.Tensor) -> th.Tensor:
+        """
+        Outputs before the final tanh of policies on their states, without gradient.
+
+        :param weights: Shape ``(n_policies, n_params)``.
+        :param features: Shape ``(n_policies, batch, input_dim)``.
+        :return: Shape ``(n_policies, batch, output_dim)``.
+        """
+        with th.no_grad():
+            return self.policy.network.forward(weights, features, squash=False)
+
+    def _imitated(self, preactivations: th.Tensor) -> th.Tensor:
+        """What of a policy's pre-activations (any shape ``(..., output_dim)``) is compared with the buffered targets."""
+        if self.imitation_target == "preactivation":
+            return preactivations
+        return self.policy.outputs_to_targets(th.tanh(preactivations))
 
     def _pretrain(self) -> list[float]:
         """
@@ -430,8 +485,8 @@ class CEMAH(CEM):
         :return: Scalar loss.
         """
         if self.imitation_loss == "mse":
-            _, outputs = self._generate_fake(features, noise)
-            return F.mse_loss(self.policy.outputs_to_targets(outputs), targets[: outputs.shape[0]])
+            _, preactivations = self._generate_fake(features, noise)
+            return F.mse_loss(self._imitated(preactivations), targets[: preactivations.shape[0]])
         errors = self._errors_per_elite(features, targets, elites, squared=True, noise=noise)
         if self.imitation_loss == "assigned_elite":
             policies, assigned = _balanced_assignment(errors.detach())
@@ -447,15 +502,19 @@ class CEMAH(CEM):
         """
         Error of generated policies on each elite's tuples.
 
-        :param squared: Mean squared error of the action targets (probabilities for Discrete) when True; otherwise
-            the imitation error (greedy-action disagreement for Discrete, action MSE for Box).
+        :param squared: Mean squared error of the targets (pre-activations, or action probabilities for Discrete and
+            actions for Box) when True; otherwise the imitation error (greedy-action disagreement for Discrete, action
+            MSE for Box).
         :param noise: The policies' noise ``(n_policies, noise_dim)``; None draws ``n_noise_samples`` new ones.
         :return: Shape ``(n_policies, n_elites_in_batch)``.
         """
         weights = self._generated_weights(noise)
-        outputs = self.policy.network.forward(weights, features.unsqueeze(0).expand(weights.shape[0], -1, -1))
-        if squared or not self.policy.is_discrete:
-            errors = (self.policy.outputs_to_targets(outputs) - targets).square().mean(dim=-1)
+        outputs = self.policy.network.forward(weights, features.unsqueeze(0).expand(weights.shape[0], -1, -1), squash=False)
+        if squared:
+            errors = (self._imitated(outputs) - targets).square().mean(dim=-1)
+        elif not self.policy.is_discrete:
+            elite_actions = th.tanh(targets) if self.imitation_target == "preactivation" else targets
+            errors = (th.tanh(outputs) - elite_actions).square().mean(dim=-1)
         else:
             errors = (outputs.argmax(dim=-1) != targets.argmax(dim=-1)).to(outputs.dtype)
         _, group = th.unique(elites, return_inverse=True)
@@ -484,7 +543,7 @@ class CEMAH(CEM):
         :param features: Buffered states, shape ``(batch, input_dim)``.
         :param noise: The policies' noise ``(n_noise_samples, noise_dim)``; None draws new ones.
         :return: The states used (``n_policies * (batch // n_policies)`` of them, shape ``(n_used, input_dim)``),
-            and the generated policies' outputs on them, ``(n_used, output_dim)``.
+            and the generated policies' pre-activations (outputs before the tanh) on them, ``(n_used, output_dim)``.
         """
         weights = self._generated_weights(noise)
         # Held-out sets can hold fewer states than policies (sampled batches cannot: batch_size >= n_noise_samples).
@@ -492,19 +551,21 @@ class CEMAH(CEM):
         weights = weights[:n_policies]
         per_policy = features.shape[0] // n_policies
         used = features[: n_policies * per_policy]
-        outputs = self.policy.network.forward(weights, used.reshape(n_policies, per_policy, -1))
+        outputs = self.policy.network.forward(weights, used.reshape(n_policies, per_policy, -1), squash=False)
         return used, outputs.reshape(n_policies * per_policy, -1)
 
-    def _fake_actions(self, outputs: th.Tensor) -> th.Tensor:
+    def _actions_of(self, preactivations: th.Tensor) -> th.Tensor:
         """
-        The generated policies' actions in the representation of the elites' (what the discriminator compares):
-        Box actions as they are; for Discrete, the one-hot action the policy takes (greedy, or sampled when
-        ``stochastic_candidates``), with the softmax's gradient (straight-through), since the discriminator would
-        otherwise tell soft probabilities from one-hot actions at a glance.
+        The action part of the ``<s, a>`` tuples the discriminator compares, from a policy's pre-activations (the
+        generated policies', or the elites' buffered ones): Box actions in [-1, 1]; for Discrete, the one-hot action
+        the policy takes (greedy, or sampled when ``stochastic_candidates``), with the softmax's gradient
+        (straight-through), since the discriminator would otherwise tell soft probabilities from one-hot actions at a
+        glance.
 
-        :param outputs: Network outputs ``(batch, output_dim)``.
+        :param preactivations: Network outputs before the tanh, ``(batch, output_dim)``.
         :return: Shape ``(batch, output_dim)``.
         """
+        outputs = th.tanh(preactivations)
         if not self.policy.is_discrete:
             return outputs
         probabilities = self.policy.outputs_to_targets(outputs)
@@ -515,8 +576,10 @@ class CEMAH(CEM):
         """One step of ``D`` on real elite tuples vs generated ones (Algorithm 2, lines 14-18)."""
         features, targets, _ = self.elite_buffer.sample(self.batch_size)
         with th.no_grad():
-            used, outputs = self._generate_fake(features)
-            fake = self._fake_actions(outputs)
+            used, preactivations = self._generate_fake(features)
+            fake = self._actions_of(preactivations)
+            if self.imitation_target == "preactivation":
+                targets = self._actions_of(targets)
         # Real and fake tuples go through D as separate batches (a common GAN practice with BatchNorm). Measured
         # here: one joint batch, with D in eval mode for the generator step, let the generator collapse to a point.
         real_logits = self.policy.discriminator(
@@ -537,8 +600,8 @@ class CEMAH(CEM):
         ``generator_imitation_weight`` times the imitation loss on the same states (0: the paper's pure adversarial step).
         """
         features, targets, elites = self.elite_buffer.sample(self.batch_size)
-        used, outputs = self._generate_fake(features)
-        logits = self.policy.discriminator(used, self._fake_actions(outputs))
+        used, preactivations = self._generate_fake(features)
+        logits = self.policy.discriminator(used, self._actions_of(preactivations))
         loss = F.binary_cross_entropy_with_logits(logits, th.ones_like(logits))
         if self.generator_imitation_weight > 0:
             loss = loss + self.generator_imitation_weight * self._imitation_loss(features, targets, elites)
