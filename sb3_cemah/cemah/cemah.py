@@ -382,10 +382,14 @@ class CEMAH(CEM):
             if self.imitation_target == "action":
                 targets = self.policy.actions_to_targets(result.actions[th.as_tensor(recorded, device=result.actions.device)])
             else:
-                targets = features.new_empty(len(features), self.policy.network.output_dim)
-                for candidate in np.unique(candidates):
-                    steps = th.as_tensor(candidates == candidate, device=features.device)
-                    targets[steps] = self._preactivations(weights[int(candidate)][None], features[steps][None])[0]
+                # Every elite on every elite step in one batched pass; each step keeps its own elite's output.
+                position = np.empty(len(result.returns), dtype=np.int64)
+                position[elite] = np.arange(len(elite))
+                every_elite = self._preactivations(
+                    weights[th.as_tensor(elite, device=weights.device)], features.unsqueeze(0).expand(len(elite), -1, -1)
+                )
+                own = th.as_tensor(position[candidates], device=features.device)
+                targets = every_elite[own, th.arange(len(features), device=features.device)]
             return self.elite_buffer.admit(features, targets, elite_return, th.as_tensor(candidates))
         # An elite's own episode visits few states, and the generated policies, never exact, drift off them: labelled
         # on the whole population's states (about population_size / n_elite times more, and closer to where an
@@ -513,8 +517,7 @@ class CEMAH(CEM):
         if squared:
             errors = (self._imitated(outputs) - targets).square().mean(dim=-1)
         elif not self.policy.is_discrete:
-            elite_actions = th.tanh(targets) if self.imitation_target == "preactivation" else targets
-            errors = (th.tanh(outputs) - elite_actions).square().mean(dim=-1)
+            errors = (th.tanh(outputs) - self._target_actions(targets)).square().mean(dim=-1)
         else:
             errors = (outputs.argmax(dim=-1) != targets.argmax(dim=-1)).to(outputs.dtype)
         _, group = th.unique(elites, return_inverse=True)
@@ -572,14 +575,17 @@ class CEMAH(CEM):
         actions = self.policy.outputs_to_actions(outputs, deterministic=not self.stochastic_candidates)
         return self.policy.actions_to_targets(actions) + probabilities - probabilities.detach()
 
+    def _target_actions(self, targets: th.Tensor) -> th.Tensor:
+        """Buffered targets ``(batch, output_dim)`` as the actions of :meth:`_actions_of` (pre-activations are converted)."""
+        return self._actions_of(targets) if self.imitation_target == "preactivation" else targets
+
     def _discriminator_step(self, input_noise: float) -> float:
         """One step of ``D`` on real elite tuples vs generated ones (Algorithm 2, lines 14-18)."""
         features, targets, _ = self.elite_buffer.sample(self.batch_size)
         with th.no_grad():
             used, preactivations = self._generate_fake(features)
             fake = self._actions_of(preactivations)
-            if self.imitation_target == "preactivation":
-                targets = self._actions_of(targets)
+            targets = self._target_actions(targets)
         # Real and fake tuples go through D as separate batches (a common GAN practice with BatchNorm). Measured
         # here: one joint batch, with D in eval mode for the generator step, let the generator collapse to a point.
         real_logits = self.policy.discriminator(
