@@ -7,7 +7,10 @@ Trains CEM-AH on one env for a budget of env steps, then evaluates on the same s
 - ``elite_k``: each elite of the last iteration alone (``elite_0`` the best on its training episode), and
   ``elite_ensemble``: the elites combined as the ensemble combines its members (what a perfect imitation gives);
 - ``ensemble``: ``model.predict`` (the K generated policies acting together, as users and rl-zoo3 see it);
-- ``member_k``: each of the K generated policies of the fixed ensemble alone.
+- ``member_k``: each of the K generated policies of the fixed ensemble alone;
+- ``ensemble_draw_d``: ensembles of K policies generated from other noise draws (``d = 1 .. DRAWS``), and
+  ``ensemble_k{LARGE_ENSEMBLE}``: one of ``LARGE_ENSEMBLE`` policies: how much the ensemble's return owes to which K
+  noise vectors it was given, and what more members would give.
 
 One JSON file per (config, env, seed) is written to ``--out``; existing files are skipped (resumable), and
 the table of every file in ``--out`` is printed and written to ``--out``/README.md. Example::
@@ -47,6 +50,9 @@ from sb3_cemah.cemah.policies import ENSEMBLE_METHODS
 from sb3_cemah.common.population import PopulationResult
 
 ActFn = Callable[[np.ndarray], np.ndarray]
+# Other noise draws of the ensemble evaluated per run, and the size of one larger ensemble.
+DRAWS = 4
+LARGE_ENSEMBLE = 100
 
 
 def seeded_returns(env_id: str, act: ActFn, n_policies: int, n_episodes: int, eval_seed: int) -> np.ndarray:
@@ -101,6 +107,24 @@ def ensemble_actor(model: CEMAH, weights: th.Tensor, deterministic: bool) -> Act
     return act
 
 
+def draw_returns(model: CEMAH, env_id: str, args: argparse.Namespace) -> dict[str, list[float]]:
+    """
+    Returns of ensembles generated from other noise than the fixed one, combined as ``predict`` combines its
+    members: ``DRAWS`` ensembles of ``ensemble_size`` policies (noise seeds 1 .. DRAWS) and one of ``LARGE_ENSEMBLE``.
+    """
+    policy = model.policy
+    sizes = {f"ensemble_draw_{draw}": (draw, policy.ensemble_size) for draw in range(1, DRAWS + 1)}
+    sizes[f"ensemble_k{LARGE_ENSEMBLE}"] = (0, LARGE_ENSEMBLE)
+    returns = {}
+    for name, (draw, size) in sizes.items():
+        with th.no_grad():
+            noise = policy.hypernetwork.sample_noise(size, th.Generator(device=policy.device).manual_seed(draw))
+            weights = policy.hypernetwork(noise)
+        act = ensemble_actor(model, weights, args.deterministic)
+        returns[name] = seeded_returns(env_id, act, 1, args.episodes, args.eval_seed)[0].tolist()
+    return returns
+
+
 def evaluate(model: CEMAH, env_id: str, last_population: tuple[th.Tensor, PopulationResult], args: argparse.Namespace) -> dict:
     """
     Returns on the same seeded episodes of the guide, each elite of the last iteration (``elite_0`` the best on
@@ -125,6 +149,7 @@ def evaluate(model: CEMAH, env_id: str, last_population: tuple[th.Tensor, Popula
             model.policy.ensemble_method = method
             returns[f"ensemble_{method}"] = ensemble_returns(model, env_id, args.episodes, args.eval_seed, args.deterministic)
         model.policy.ensemble_method = configured
+    returns.update(draw_returns(model, env_id, args))
     return returns
 
 
@@ -200,6 +225,7 @@ def summary_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
                 f"{best_elite:.1f}",
                 f"{np.median(elites):.1f} / {means['elite_ensemble']:.1f}" if elites else "-",
                 f"{means['ensemble']:.1f}",
+                _draws_cell(means),
                 f"{np.median(members):.1f} [{min(members):.1f}, {max(members):.1f}]",
                 " / ".join(
                     f"{means[f'ensemble_{method}']:.1f}" for method in ENSEMBLE_METHODS if f"ensemble_{method}" in means
@@ -208,6 +234,28 @@ def summary_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
             ]
         )
     return rows
+
+
+def _draws_cell(means: dict[str, float]) -> str:
+    """The ensembles of other noise draws, and the large one (``-`` in files written before they were measured)."""
+    draws = [value for name, value in means.items() if name.startswith("ensemble_draw_")]
+    if not draws:
+        return "-"
+    return f"{np.median(draws):.1f} [{min(draws):.1f}, {max(draws):.1f}] / {means[f'ensemble_k{LARGE_ENSEMBLE}']:.1f}"
+
+
+def add_draws(out: pathlib.Path, args: argparse.Namespace) -> None:
+    """Add the other-draw ensembles (:func:`draw_returns`) to every result in ``out`` whose saved model is kept."""
+    for path in sorted((out / "results").glob("*.json")):
+        result = json.loads(path.read_text())
+        model_path = out / "models" / f"{path.stem}.zip"
+        if "ensemble_draw_1" in result["returns"] or not model_path.exists():
+            continue
+        model = CEMAH.load(model_path, device="cpu")
+        result["returns"].update(draw_returns(model, result["env"], args))
+        result.setdefault("later_commands", []).append(command_line("benchmarks.imitation"))
+        write_json(path, result)
+        print(f"{path.name}: other draws added", flush=True)
 
 
 HEADERS = [
@@ -219,6 +267,7 @@ HEADERS = [
     "best elite",
     "elites median / elites as an ensemble",
     "ensemble",
+    f"other draws median [min, max] / K={LARGE_ENSEMBLE}",
     "members median [min, max]",
     "Box ensemble " + " / ".join(ENSEMBLE_METHODS),
     "train / rollout time",
@@ -236,17 +285,24 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env", nargs="+", required=True)
+    parser.add_argument("--env", nargs="+", default=[])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, required=True, help="Training budget in env steps.")
+    parser.add_argument("--steps", type=int, help="Training budget in env steps.")
     parser.add_argument("--config", default="defaults", help="Name of this setting in the results.")
     parser.add_argument("--params", nargs="*", default=[], help="CEMAH keyword arguments as key=value.")
     parser.add_argument("--n-envs", type=int, default=8, help="VecEnv slots for training.")
     parser.add_argument("--episodes", type=int, default=10, help="Seeded test episodes per policy.")
     parser.add_argument("--eval-seed", type=int, default=1000)
+    parser.add_argument(
+        "--add-draws",
+        action="store_true",
+        help="Add the other-draw ensembles to the results in --out whose model is kept (after training --env, if given).",
+    )
     parser.add_argument("--stochastic", dest="deterministic", action="store_false", help="Sample discrete actions.")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("docs/benchmarks/imitation"))
     args = parser.parse_args()
+    if not args.add_draws and (not args.env or args.steps is None):
+        parser.error("--env and --steps are required (except with --add-draws)")
     args.params = parse_params(args.params)
     set_torch_threads(1)
     with quiet_native_stdout():
@@ -261,6 +317,8 @@ def main() -> None:
             result["machine"] = machine_description()
             write_json(path, result)
             print(markdown_table(HEADERS, summary_rows([result])), flush=True)
+    if args.add_draws:
+        add_draws(args.out, args)
     results = [json.loads(path.read_text()) for path in sorted((args.out / "results").glob("*.json"))]
     table = markdown_table(HEADERS, summary_rows(results))
     print(table)
