@@ -199,6 +199,7 @@ def run(env_id: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "steps": model.num_timesteps,
         "iterations": model._n_iterations,
         "params": {key: repr(value) for key, value in args.params.items()},
+        "deterministic": args.deterministic,
         "learn_seconds": learn_seconds,
         "train_seconds": float(np.sum(train_seconds)),
         "last_elite_return_mean": float(np.sort(last_population[0][1].returns)[-model.n_elite :].mean()),
@@ -252,7 +253,9 @@ def add_draws(out: pathlib.Path, args: argparse.Namespace) -> None:
         if "ensemble_draw_1" in result["returns"] or not model_path.exists():
             continue
         model = CEMAH.load(model_path, device="cpu")
-        result["returns"].update(draw_returns(model, result["env"], args))
+        # As the run was tested (files written before the field existed were tested with greedy actions).
+        evaluation = argparse.Namespace(**{**vars(args), "deterministic": result.get("deterministic", True)})
+        result["returns"].update(draw_returns(model, result["env"], evaluation))
         result.setdefault("later_commands", []).append(command_line("benchmarks.imitation"))
         write_json(path, result)
         print(f"{path.name}: other draws added", flush=True)

@@ -8,10 +8,13 @@ cd "$(dirname "$0")/.."
 out="${1:-docs/benchmarks/imitation/ablation_v2}"
 python="${PYTHON:-.venv/bin/python}"
 run() {  # run CONFIG ENV STEPS [PARAMS...]
-  local config=$1 env=$2 steps=$3
+  local config=$1 env=$2 steps=$3 options=()
   shift 3
+  # Greedy actions loop in the deterministic maze until the step cap (every policy scores -1000): it is tested, as
+  # in the paper and rl-zoo3, with sampled actions.
+  [[ $env == *Maze* ]] && options=(--stochastic)
   PYTHONPATH=. "$python" -m benchmarks.imitation --env "$env" --steps "$steps" --seeds 0 1 2 --config "$config" \
-    --out "$out" --params "$@"
+    --out "$out" "${options[@]}" --params "$@"
 }
 ablate() {  # ablate ENV STEPS: the three configs on one env
   run defaults "$1" "$2"
