@@ -72,6 +72,19 @@ def test_cemah_guide_is_the_cem_of_the_same_seed(cartpole_vec: Callable, make_mo
     assert th.equal(cemah.policy.mean, cem.policy.mean) and th.equal(cemah.policy.std, cem.policy.std)
 
 
+def test_ensemble_size_changes_acting_only(pendulum_vec: Callable, make_model: Callable) -> None:
+    """K is a test-time setting: runs that differ only in it train the same hypernetwork and guide."""
+    small = make_model("CEMAH", pendulum_vec(), seed=3, ensemble_size=2)
+    large = make_model("CEMAH", pendulum_vec(), seed=3, ensemble_size=9)
+    for model in (small, large):
+        model.learn(3_500)
+    assert small._n_iterations == large._n_iterations >= 2
+    assert th.equal(small.policy.mean, large.policy.mean)
+    for name, value in small.policy.hypernetwork.state_dict().items():
+        assert th.equal(value, large.policy.hypernetwork.state_dict()[name]), name
+    assert large.policy.fixed_ensemble_weights().shape[0] == 9
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The elite buffer
 # --------------------------------------------------------------------------------------------------------------

@@ -211,7 +211,7 @@ def test_sampler_merges_base_policy_kwargs() -> None:
             "net_arch": "small",
             "learning_rate": 1e-4,
             "batch_size": 100,
-            "ensemble_size": 5,
+            "ensemble_size": 30,
             "pretrain_steps": 300,
             "coverage_weight": 0.3,
             "buffer_batches": 2,
@@ -222,7 +222,7 @@ def test_sampler_merges_base_policy_kwargs() -> None:
     with samplers.base_policy_kwargs({"standardize_obs": True, "net_arch": []}):
         params = samplers.sample_cemah_params(trial, 0, 1, {})
     assert params["policy_kwargs"] == {"standardize_obs": True, "net_arch": [64]}
-    assert params["ensemble_size"] == 5 and "net_arch" not in params
+    assert params["ensemble_size"] == 30 and "net_arch" not in params
     # Without the context (a trial reloaded with --trial-id), only the sampled net_arch.
     assert samplers.convert_cem_params({"net_arch": "linear", "population_size": 20})["policy_kwargs"] == {"net_arch": []}
 
@@ -301,7 +301,7 @@ def test_cemah_train_enjoy_plot(tmp_path: Path) -> None:
     path = run_dir(tmp_path, "cemah", "CartPole-v1")
     assert_training_files(path, "CartPole-v1")
     config = dict(yaml.load((path / "CartPole-v1" / "config.yml").read_text(), Loader=yaml.UnsafeLoader))
-    assert config["population_size"] == 10 and config["ensemble_size"] == 10
+    assert config["population_size"] == 10 and config["ensemble_size"] == 100
 
     process = run_python(
         "-m", "rl_zoo3.enjoy", "--algo", "cemah", "--env", "CartPole-v1", "-f", str(tmp_path), "--no-render", "-n", "200",

@@ -65,7 +65,7 @@ class CEMAHPolicy(CEMPolicy):
         head_arch: list[int] | None = None,
         discriminator_arch: list[int] | None = None,
         discriminator_dropout: float = 0.2,
-        ensemble_size: int = 10,
+        ensemble_size: int = 100,
         ensemble_method: str = "mean_preactivation",
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
