@@ -107,7 +107,9 @@ def ensemble_actor(model: CEMAH, weights: th.Tensor, deterministic: bool) -> Act
     return act
 
 
-def draw_returns(model: CEMAH, env_id: str, args: argparse.Namespace) -> dict[str, list[float]]:
+def draw_returns(
+    model: CEMAH, env_id: str, n_episodes: int, eval_seed: int, deterministic: bool = True
+) -> dict[str, list[float]]:
     """
     Returns of ensembles generated from other noise than the fixed one, combined as ``predict`` combines its
     members: ``DRAWS`` ensembles of ``ensemble_size`` policies (noise seeds 1 .. DRAWS) and one of ``LARGE_ENSEMBLE``.
@@ -120,8 +122,8 @@ def draw_returns(model: CEMAH, env_id: str, args: argparse.Namespace) -> dict[st
         with th.no_grad():
             noise = policy.hypernetwork.sample_noise(size, th.Generator(device=policy.device).manual_seed(draw))
             weights = policy.hypernetwork(noise)
-        act = ensemble_actor(model, weights, args.deterministic)
-        returns[name] = seeded_returns(env_id, act, 1, args.episodes, args.eval_seed)[0].tolist()
+        act = ensemble_actor(model, weights, deterministic)
+        returns[name] = seeded_returns(env_id, act, 1, n_episodes, eval_seed)[0].tolist()
     return returns
 
 
@@ -149,7 +151,7 @@ def evaluate(model: CEMAH, env_id: str, last_population: tuple[th.Tensor, Popula
             model.policy.ensemble_method = method
             returns[f"ensemble_{method}"] = ensemble_returns(model, env_id, args.episodes, args.eval_seed, args.deterministic)
         model.policy.ensemble_method = configured
-    returns.update(draw_returns(model, env_id, args))
+    returns.update(draw_returns(model, env_id, args.episodes, args.eval_seed, args.deterministic))
     return returns
 
 
@@ -254,8 +256,8 @@ def add_draws(out: pathlib.Path, args: argparse.Namespace) -> None:
             continue
         model = CEMAH.load(model_path, device="cpu")
         # As the run was tested (files written before the field existed were tested with greedy actions).
-        evaluation = argparse.Namespace(**{**vars(args), "deterministic": result.get("deterministic", True)})
-        result["returns"].update(draw_returns(model, result["env"], evaluation))
+        deterministic = result.get("deterministic", True)
+        result["returns"].update(draw_returns(model, result["env"], args.episodes, args.eval_seed, deterministic))
         result.setdefault("later_commands", []).append(command_line("benchmarks.imitation"))
         write_json(path, result)
         print(f"{path.name}: other draws added", flush=True)
