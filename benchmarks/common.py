@@ -118,7 +118,14 @@ class Stopwatch:
         self.cpu = time.process_time() - self._cpu_start
 
 
-TRAINING_DEFAULTS = ("pretrain_steps", "discriminator_steps", "generator_steps", "learning_rate", "batch_size")
+TRAINING_DEFAULTS = (
+    "pretrain_steps",
+    "pretrain_lr_decay",
+    "discriminator_steps",
+    "generator_steps",
+    "learning_rate",
+    "batch_size",
+)
 
 
 def cemah_training_defaults() -> dict[str, Any]:

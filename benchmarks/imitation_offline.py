@@ -2,7 +2,8 @@
 
 Takes a model and its elite buffer saved by :mod:`benchmarks.imitation` (``<out>/models/NAME.zip`` and
 ``NAME_buffer.pkl``), and for each ``--losses`` entry re-initialises the hypernetwork, pre-trains it on the buffer
-as one iteration of CEM-AH would (``CEMAH._pretrain``: at most ``pretrain_steps``, early stopping), then reports:
+as one iteration of CEM-AH would (``CEMAH._pretrain``: ``pretrain_steps`` steps, the learning rate decaying to 0),
+then reports:
 
 - how many of ``--pool`` sampled generated policies have each buffered elite as their nearest (held-out error);
 - the test returns (same seeded episodes as :mod:`benchmarks.imitation`) of ``ensemble_size`` generated members

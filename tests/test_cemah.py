@@ -412,18 +412,35 @@ def test_discriminator_step_trains_only_the_discriminator(model_with_buffer: CEM
 
 
 @pytest.mark.parametrize("imitation_loss", ["nearest_elite", "mse"])
-def test_pretraining_reduces_the_imitation_error_and_stops_when_converged(
-    model_with_buffer: CEMAH, imitation_loss: str
-) -> None:
+def test_pretraining_reduces_the_imitation_error(model_with_buffer: CEMAH, imitation_loss: str) -> None:
     model = model_with_buffer
     model.imitation_loss = imitation_loss
-    model.pretrain_steps = 2_000
+    model.pretrain_steps = 300
     before, error_before = parameters_of(model.policy.hypernetwork), model._imitation_error()
     losses = model._pretrain()
+    assert len(losses) == model.pretrain_steps
     assert all(changed(before, model.policy.hypernetwork))
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
     assert model._imitation_error() < error_before
-    assert len(losses) < model.pretrain_steps  # the held-out loss stopped improving long before the cap
+
+
+@pytest.mark.parametrize("decay", [True, False])
+def test_pretraining_decays_the_learning_rate_to_zero(model_with_buffer: CEMAH, decay: bool) -> None:
+    model = model_with_buffer
+    model.pretrain_lr_decay = decay
+    optimizer = model.policy.generator_optimizer
+    rates: list[float] = []
+    original_step = optimizer.step
+
+    def recording_step(*args: Any, **kwargs: Any) -> Any:
+        rates.append(optimizer.param_groups[0]["lr"])
+        return original_step(*args, **kwargs)
+
+    optimizer.step = recording_step  # type: ignore[method-assign]
+    model.pretrain_steps = 4
+    model._pretrain()
+    rate = model.lr_schedule(model._current_progress_remaining)
+    assert rates == pytest.approx([rate, 0.75 * rate, 0.5 * rate, 0.25 * rate] if decay else [rate] * 4)
 
 
 @pytest.mark.parametrize(
@@ -488,8 +505,17 @@ def test_learning_rate_schedule_reaches_the_optimisers(cartpole_vec: Callable, m
     model.learn(2_000)
     expected = 1e-3 * model._current_progress_remaining
     assert expected < 1e-3
+    assert model.policy.discriminator_optimizer.param_groups[0]["lr"] == pytest.approx(expected)
+    # The pre-training's last step ran at 1 / pretrain_steps of the rate (pretrain_lr_decay).
+    assert model.policy.generator_optimizer.param_groups[0]["lr"] == pytest.approx(expected / model.pretrain_steps)
+
+
+def test_adversarial_steps_run_at_the_adversarial_rate_after_the_decay(cartpole_vec: Callable, make_model: Callable) -> None:
+    """The decayed pre-training leaves the generator's rate near 0: the adversarial steps must set theirs again."""
+    model = make_model("CEMAH", cartpole_vec(), use_discriminator=True, adversarial_learning_rate=None, learning_rate=1e-3)
+    model.learn(1_000)
     for optimizer in (model.policy.generator_optimizer, model.policy.discriminator_optimizer):
-        assert optimizer.param_groups[0]["lr"] == pytest.approx(expected)
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
 
 
 # --------------------------------------------------------------------------------------------------------------

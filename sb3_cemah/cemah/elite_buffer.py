@@ -78,7 +78,7 @@ class EliteBuffer:
     stored or when the tuples exceed ``buffer_size`` (a batch larger than the buffer keeps its newest tuples).
 
     A ``held_out_fraction`` of each batch's tuples is kept apart: the imitation is trained on the others and
-    judged (early stopping, ``train/imitation_error``) on these.
+    judged (``train/imitation_error``) on these.
 
     Memory: at most ``buffer_size * (feature_dim + target_dim) * 4`` bytes (e.g. 100 000 maze tuples of 243 + 3
     values: about 98 MB).

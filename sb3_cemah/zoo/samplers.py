@@ -120,7 +120,7 @@ def sample_cemah_params(trial: optuna.Trial, n_actions: int, n_envs: int, additi
             # K, the test-time ensemble (the paper uses 10, the default 100).
             "ensemble_size": trial.suggest_categorical("ensemble_size", [10, 30, 100]),
             # The cap of the converging pre-training, its coverage term, and the buffer's capacity in iterations.
-            "pretrain_steps": trial.suggest_categorical("pretrain_steps", [300, 1000, 2000]),
+            "pretrain_steps": trial.suggest_categorical("pretrain_steps", [50, 150, 500]),
             "coverage_weight": trial.suggest_categorical("coverage_weight", [0.1, 0.3, 1.0]),
             "buffer_batches": trial.suggest_categorical("buffer_batches", [1, 2, 5]),
             "discriminator_steps": trial.suggest_categorical("discriminator_steps", [1, 5, 20]),
