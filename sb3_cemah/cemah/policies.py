@@ -66,7 +66,7 @@ class CEMAHPolicy(CEMPolicy):
         discriminator_arch: list[int] | None = None,
         discriminator_dropout: float = 0.2,
         ensemble_size: int = 100,
-        ensemble_method: str = "mean_preactivation",
+        ensemble_method: str = "mean",
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
     ):
