@@ -141,8 +141,10 @@ def test_ctrl_c_keeps_finished_runs(tmp_path: Path, fake_python: Path) -> None:
     script.write_text(
         textwrap.dedent(
             f"""
-            import sys
+            import signal, sys
             from pathlib import Path
+            # A terminal's Ctrl-C; under a background shell (`cmd &`, nohup) SIGINT arrives ignored.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             sys.path.insert(0, {str(REPO_ROOT)!r})
             from benchmarks.suite import protocol
             from benchmarks.suite.run import Runner

@@ -591,15 +591,19 @@ def test_balanced_assignment_shares_policies_out_equally() -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_adversarial_training_alone_keeps_generated_policies_distinct(seed: int) -> None:
+def test_adversarial_training_alone_moves_generated_actions_towards_the_elites(seed: int) -> None:
+    """
+    Without pre-training, the adversarial steps alone (at the default ``adversarial_learning_rate``) move the
+    generated actions from near 0 towards the elites' peaks at +-0.6. They do not reliably keep both modes: over
+    seeds 0-7 the generated actions' std ranged 0.055-0.33 (elites ~0.5), and how far it spreads changes with the
+    number of torch threads, so only the move towards the peaks is asserted (0.18-0.44 from them against 0.52-0.57).
+    """
     model = bandit_model(seed, pretrain=False, use_discriminator=True, discriminator_steps=20, generator_steps=20)
     untrained = generated_actions(bandit_model(seed, pretrain=False))
-    elite_std = float(th.tanh(model.elite_buffer.tuples()[1]).std())  # the elites' actions
     actions = generated_actions(model)
-    assert elite_std > 0.3
-    assert actions.std() >= 0.2 * elite_std
-    # The adversarial steps moved the generated actions towards the elites' (the untrained ones sit near 0).
-    assert np.mean(np.abs(np.abs(actions) - 0.6)) < np.mean(np.abs(np.abs(untrained) - 0.6))
+    assert float(th.tanh(model.elite_buffer.tuples()[1]).std()) > 0.3  # the elites do sit on both peaks
+    distance_to_the_peaks = np.mean(np.abs(np.abs(actions) - 0.6))
+    assert distance_to_the_peaks < np.mean(np.abs(np.abs(untrained) - 0.6)) - 0.05
 
 
 # --------------------------------------------------------------------------------------------------------------

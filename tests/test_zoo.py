@@ -212,7 +212,7 @@ def test_sampler_merges_base_policy_kwargs() -> None:
             "learning_rate": 1e-4,
             "batch_size": 100,
             "ensemble_size": 30,
-            "pretrain_steps": 300,
+            "pretrain_steps": 150,
             "coverage_weight": 0.3,
             "buffer_batches": 2,
             "discriminator_steps": 1,
