@@ -515,7 +515,7 @@ class CEMAH(CEM):
         :return: Shape ``(n_policies, n_elites_in_batch)``.
         """
         weights = self._generated_weights(noise)
-        outputs = self.policy.network.forward(weights, features.unsqueeze(0).expand(weights.shape[0], -1, -1), squash=False)
+        outputs = self.policy.network.forward(weights, features, squash=False)  # every policy on every state
         if squared:
             errors = (self._imitated(outputs) - targets).square().mean(dim=-1)
         elif not self.policy.is_discrete:
