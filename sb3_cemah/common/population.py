@@ -142,13 +142,16 @@ def evaluate_population(
             outputs = policy.network.forward_layers(slot_layers, features.unsqueeze(1)).squeeze(1)
             actions = policy.outputs_to_actions(outputs, deterministic)
             if record:
-                recorded_obs.append(obs[active])
-                recorded_actions.append(actions[th.as_tensor(active, device=actions.device)])
-                recorded_candidates.append(slot_job[active] // n_episodes)
+                # Every slot active (all but a population's last steps): no boolean indexing, which costs more than
+                # the step's forward pass (a torch mask on the actions alone: 64 ms of a 1.2 s reacher population).
+                taken = slice(None) if n_idle == 0 else np.flatnonzero(active)
+                recorded_obs.append(obs[taken].copy())
+                recorded_actions.append(actions[taken])
+                recorded_candidates.append(slot_job[taken] // n_episodes)
                 if vec_normalize is not None:
                     original_obs = vec_normalize.get_original_obs()
                     assert isinstance(original_obs, np.ndarray), "Dict observations are not supported"
-                    recorded_original_obs.append(original_obs[active])
+                    recorded_original_obs.append(original_obs[taken].copy())
 
             new_obs, rewards, dones, infos = env.step(policy.actions_to_env(actions))
             assert isinstance(new_obs, np.ndarray)
