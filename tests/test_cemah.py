@@ -659,6 +659,13 @@ def test_cached_ensemble_weights_follow_every_parameter_change(cartpole_vec: Cal
         policy.ensemble_noise.add_(1.0)
     assert_cache_is_current()
 
+    # A step of the generator's Adam (fused by default) leaves the version counters alone: its step hook clears the cache.
+    assert policy.generator_optimizer.defaults["fused"]
+    for parameter in policy.hypernetwork.parameters():
+        parameter.grad = th.ones_like(parameter)
+    policy.generator_optimizer.step()
+    assert_cache_is_current()
+
 
 def test_box_ensemble_combinations() -> None:
     """Three members on two states: the combinations computed by hand."""

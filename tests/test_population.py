@@ -91,6 +91,18 @@ def test_forward_equals_separate_linear_layers(net_arch: tuple[int, ...], activa
         th.testing.assert_close(outputs[policy], hidden, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("net_arch", [(), (5,)])
+def test_forward_on_a_shared_batch_equals_the_batch_given_to_each_policy(net_arch: tuple[int, ...]) -> None:
+    """A 2-D batch (CEM-AH's imitation loss: every policy on every state) is every policy's own copy of it."""
+    th.manual_seed(0)
+    network = FlatPolicyNetwork(4, 3, net_arch)
+    flat = th.randn(6, network.n_params, dtype=th.float64)
+    features = th.randn(11, 4, dtype=th.float64)
+    shared = network.forward(flat, features, squash=False)
+    assert shared.shape == (6, 11, 3)
+    th.testing.assert_close(shared, network.forward(flat, features.expand(6, -1, -1), squash=False), rtol=1e-12, atol=1e-12)
+
+
 def test_forward_gradient_reaches_flat_weights() -> None:
     """CEM-AH back-propagates through the generated weights: the forward pass must be differentiable in them."""
     network = FlatPolicyNetwork(3, 2, (4,))
