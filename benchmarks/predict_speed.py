@@ -1,7 +1,7 @@
 """
 Cost of one ``predict`` call on one observation (what rl-zoo3's ``EvalCallback`` and ``enjoy`` do at every
-env step): CEM's mean policy against CEM-AH's ensemble of K = 10 generated policies, with the generated
-weights cached (``deterministic=True``) and generated at every call (``deterministic=False``, which is
+env step): CEM's mean policy against CEM-AH's default ensemble (``ensemble_size``, 100) of generated policies,
+with the generated weights cached (``deterministic=True``) and generated at every call (``deterministic=False``, which is
 also what ``deterministic=True`` cost before the cache).
 
     python -m benchmarks.predict_speed [--envs ...] [--calls 2000] [--repetitions 7]
