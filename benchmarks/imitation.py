@@ -46,7 +46,7 @@ from benchmarks.common import (
     write_json,
 )
 from sb3_cemah import CEMAH
-from sb3_cemah.cemah.policies import ENSEMBLE_METHODS
+from sb3_cemah.cemah.policies import DISCRETE_ENSEMBLE_METHODS, ENSEMBLE_METHODS
 from sb3_cemah.common.population import PopulationResult
 
 ActFn = Callable[[np.ndarray], np.ndarray]
@@ -147,12 +147,11 @@ def evaluate(model: CEMAH, env_id: str, last_population: tuple[th.Tensor, Popula
     elite_ensemble = ensemble_actor(model, elites, args.deterministic)
     returns["elite_ensemble"] = seeded_returns(env_id, elite_ensemble, 1, args.episodes, args.eval_seed)[0].tolist()
     returns["ensemble"] = ensemble_returns(model, env_id, args.episodes, args.eval_seed, args.deterministic)
-    if not model.policy.is_discrete:
-        configured = model.policy.ensemble_method
-        for method in ENSEMBLE_METHODS:
-            model.policy.ensemble_method = method
-            returns[f"ensemble_{method}"] = ensemble_returns(model, env_id, args.episodes, args.eval_seed, args.deterministic)
-        model.policy.ensemble_method = configured
+    configured = model.policy.ensemble_method
+    for method in DISCRETE_ENSEMBLE_METHODS if model.policy.is_discrete else ENSEMBLE_METHODS:
+        model.policy.ensemble_method = method
+        returns[f"ensemble_{method}"] = ensemble_returns(model, env_id, args.episodes, args.eval_seed, args.deterministic)
+    model.policy.ensemble_method = configured
     returns.update(draw_returns(model, env_id, args.episodes, args.eval_seed, args.deterministic))
     return returns
 
@@ -233,7 +232,9 @@ def summary_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
                 _draws_cell(means),
                 f"{np.median(members):.1f} [{min(members):.1f}, {max(members):.1f}]",
                 " / ".join(
-                    f"{means[f'ensemble_{method}']:.1f}" for method in ENSEMBLE_METHODS if f"ensemble_{method}" in means
+                    f"{means[f'ensemble_{method}']:.1f}"
+                    for method in (*ENSEMBLE_METHODS, "softmax_sum")
+                    if f"ensemble_{method}" in means
                 ),
                 f"{result['train_seconds'] / max(result['learn_seconds'] - result['train_seconds'], 1e-9):.2f}",
             ]
@@ -276,7 +277,7 @@ HEADERS = [
     "ensemble",
     f"other draws median [min, max] / K={LARGE_ENSEMBLE}",
     "members median [min, max]",
-    "Box ensemble " + " / ".join(ENSEMBLE_METHODS),
+    f"ensemble by method (Box: {' / '.join(ENSEMBLE_METHODS)}; discrete: {' / '.join(DISCRETE_ENSEMBLE_METHODS)})",
     "train / rollout time",
 ]
 

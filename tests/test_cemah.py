@@ -699,6 +699,28 @@ def test_ensemble_method_reaches_predict(pendulum_vec: Callable, make_model: Cal
         make_model("CEMAH", pendulum_vec(), policy_kwargs={"ensemble_size": 5})
 
 
+def test_discrete_ensemble_methods(cartpole_vec: Callable, make_model: Callable) -> None:
+    """``mean`` averages the members' action probabilities; the paper's ``softmax_sum`` is the softmax of their sum."""
+    obs = np.array([[0.1, -0.4, 0.05, 0.3], [-1.0, 0.2, 0.1, -0.6]], dtype=np.float32)
+    combined = {}
+    for method in ("mean", "softmax_sum"):
+        model = make_model("CEMAH", cartpole_vec(), ensemble_method=method)
+        features = model.policy.obs_to_features(obs)
+        with th.no_grad():
+            members = model.policy.network.forward(
+                model.policy.fixed_ensemble_weights(), features.expand(model.policy.ensemble_size, -1, -1)
+            )
+            combined[method] = model.policy.ensemble_outputs(features, deterministic=True)
+        probabilities = th.softmax(members, dim=-1)  # the network's forward squashes with tanh
+        expected = probabilities.mean(dim=0) if method == "mean" else th.softmax(probabilities.sum(dim=0), dim=-1)
+        th.testing.assert_close(combined[method], expected)
+    assert not th.allclose(combined["mean"], combined["softmax_sum"])
+    with pytest.raises(ValueError, match="ensemble_method for discrete actions must be one of mean, softmax_sum"):
+        make_model("CEMAH", cartpole_vec(), ensemble_method="median")
+    with pytest.raises(ValueError, match="ensemble_method for Box actions"):
+        make_model("CEMAH", "Pendulum-v1", ensemble_method="softmax_sum")
+
+
 def test_discrete_fakes_are_one_hot_with_the_softmax_gradient(model_with_buffer: CEMAH) -> None:
     outputs = th.randn(6, 2, requires_grad=True)
     fake = model_with_buffer._actions_of(outputs)

@@ -15,7 +15,8 @@ import torch as th
 from conftest import TINY_CEM_KWARGS, TINY_CEMAH_KWARGS
 from stable_baselines3.common.callbacks import BaseCallback, StopTrainingOnMaxEpisodes
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecNormalize
 
 from sb3_cemah import CEM, CEMAH
 
@@ -32,12 +33,13 @@ def ray_cluster() -> Iterator[None]:
     ray.shutdown()
 
 
-def ray_cem(algo: type[CEM] = CEM, num_workers: int = 2, **kwargs: Any) -> CEM:
-    """A tiny CartPole model on the Ray evaluator; tasks of 2 candidates, so that results do not depend on the worker count."""
+def ray_cem(algo: type[CEM] = CEM, num_workers: int = 2, env: Any = "CartPole-v1", **kwargs: Any) -> CEM:
+    """A tiny model (CartPole by default) on the Ray evaluator; tasks of 2 candidates, so that results do not depend
+    on the worker count."""
     settings: dict[str, Any] = {**(TINY_CEMAH_KWARGS if algo is CEMAH else TINY_CEM_KWARGS), "seed": 0}
     settings.update(kwargs)
     evaluator_kwargs = {"num_workers": num_workers, "candidates_per_task": 2, **settings.pop("evaluator_kwargs", {})}
-    return algo("MlpPolicy", "CartPole-v1", evaluator="ray", evaluator_kwargs=evaluator_kwargs, **settings)
+    return algo("MlpPolicy", env, evaluator="ray", evaluator_kwargs=evaluator_kwargs, **settings)
 
 
 class StepCounter(BaseCallback):
@@ -118,6 +120,43 @@ def test_cemah_fetches_the_steps_it_imitates_only(imitation_states: str) -> None
 
 
 @pytest.mark.usefixtures("ray_cluster")
+def test_vec_normalize_statistics_come_from_the_workers_observations() -> None:
+    """rl-zoo3's ``normalize: true``: the head's statistics grow by the moments of the workers' raw observations."""
+    statistics = []
+    records: list[Any] = []  # the populations' results, as train() gets them
+    for algo in (CEM, CEM, CEMAH):
+        env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=1, seed=0), norm_reward=False)
+        model = ray_cem(algo, env=env)
+        train = model.train
+
+        def keep(weights: th.Tensor, result: Any, train: Any = train) -> None:
+            records.append(result)
+            train(weights, result)
+
+        model.train = keep  # type: ignore[method-assign]
+        model.learn(1)  # one population: 8 episodes of Pendulum's 200 steps, in 4 tasks of 2 candidates
+        model._evaluator.close()
+        statistics.append(env.obs_rms)
+    cem_statistics = statistics[0]
+    # Every step's observation, each task's first reset and the head's own reset at learn() (each moment carries
+    # RunningMeanStd's 1e-4 pseudo-count).
+    assert cem_statistics.count == pytest.approx(8 * 200 + 4 + 1, abs=1e-2)
+    # Pendulum observes (cos, sin, angular velocity): E[cos^2] + E[sin^2] = 1 holds for real observations only.
+    second_moments = cem_statistics.var + cem_statistics.mean**2
+    assert second_moments[0] + second_moments[1] == pytest.approx(1.0, abs=1e-3)
+    np.testing.assert_array_equal(statistics[1].mean, cem_statistics.mean)  # reproducible
+    np.testing.assert_array_equal(statistics[1].var, cem_statistics.var)
+    # CEM-AH gets the raw observations of the steps it imitates beside the normalised ones the candidates saw, with
+    # the head's statistics of before the population: those of its one reset observation (the env has not stepped).
+    (result,) = records[-1:]
+    before = RunningMeanStd(shape=(3,))
+    before.update(env.get_original_obs())
+    expected = np.clip((result.original_observations - before.mean) / np.sqrt(before.var + env.epsilon), -10, 10)
+    np.testing.assert_allclose(result.observations, expected, rtol=1e-4, atol=1e-4)
+    assert model.elite_buffer.size > 0
+
+
+@pytest.mark.usefixtures("ray_cluster")
 def test_save_and_load_do_not_need_ray(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     model = ray_cem()
     model.learn(1)
@@ -177,8 +216,8 @@ def test_what_cannot_be_rebuilt_on_a_worker_fails_at_construction() -> None:
     with pytest.raises(ValueError, match="no spec"):
         CEM("MlpPolicy", no_spec, evaluator="ray")
 
-    with pytest.raises(ValueError, match="VecNormalize-wrapped"):
-        CEM("MlpPolicy", VecNormalize(make_vec_env("CartPole-v1")), evaluator="ray")
+    with pytest.raises(ValueError, match="VecFrameStack-wrapped"):
+        CEM("MlpPolicy", VecFrameStack(make_vec_env("CartPole-v1"), 2), evaluator="ray")
 
     with pytest.raises(ValueError, match="spaces"):
         CEM("MlpPolicy", "CartPole-v1", evaluator="ray", evaluator_kwargs={"env_id": "MountainCar-v0"})

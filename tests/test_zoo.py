@@ -17,6 +17,7 @@ import importlib.util
 import inspect
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -407,6 +408,31 @@ def test_train_with_vec_normalize(algo: str, tmp_path: Path) -> None:
     assert logged(process.stdout, "return_mean")[0] == logged(process.stdout, "ep_rew_mean")[0]
     if algo == "cemah":
         assert float(logged(process.stdout, "buffer_return_mean")[0]) >= 8
+
+
+@pytest.mark.xdist_group("ray")
+def test_train_enjoy_on_the_ray_evaluator_with_vec_normalize(tmp_path: Path) -> None:
+    # The README's cluster command, on a local cluster: the evaluator through -params, normalize: true on the
+    # workers, the evaluations at rl-zoo3's step interval, and enjoy without Ray's evaluator.
+    pytest.importorskip("ray")
+    run_python(
+        "-m", "rl_zoo3.train", "--algo", "cemah", "--env", "CartPole-v1", "-n", "2000", "-f", str(tmp_path),
+        "--eval-freq", "1000", *COMMON, "-params", "population_size:10", "elite_frac:0.2", "n_envs:2", "normalize:True",
+        "pretrain_steps:5", "evaluator:'ray'", "evaluator_kwargs:dict(num_workers=2)",
+        cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    path = run_dir(tmp_path, "cemah", "CartPole-v1")
+    assert_training_files(path, "CartPole-v1")
+    with np.load(path / "evaluations.npz") as data:
+        assert data["timesteps"][0] >= 1000 and np.all(np.diff(data["timesteps"]) >= 1000)
+    with (path / "CartPole-v1" / "vecnormalize.pkl").open("rb") as file:
+        statistics = pickle.load(file).obs_rms
+    assert statistics.count > 2000 and np.all(statistics.var > 0)  # the workers' observations reached the head
+    process = run_python(
+        "-m", "rl_zoo3.enjoy", "--algo", "cemah", "--env", "CartPole-v1", "-f", str(tmp_path), "--no-render", "-n", "100",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert "Episode Reward" in process.stdout
 
 
 def test_train_subproc(tmp_path: Path) -> None:

@@ -12,10 +12,13 @@ from torch import nn
 from sb3_cemah.cem.policies import CEMPolicy
 from sb3_cemah.cemah.networks import Discriminator, HyperNetwork
 
-__all__ = ["ENSEMBLE_METHODS", "CEMAHPolicy", "MlpPolicy", "combine_box_actions"]
+__all__ = ["DISCRETE_ENSEMBLE_METHODS", "ENSEMBLE_METHODS", "CEMAHPolicy", "MlpPolicy", "combine_box_actions"]
 
 # How the test-time ensemble combines its members' Box actions (see combine_box_actions).
 ENSEMBLE_METHODS = ("mean", "mean_preactivation", "median", "medoid", "discriminator")
+# How it combines their discrete action probabilities: their ``mean`` (the authors' code), or the paper's
+# ``softmax_sum``, softmax of their sum, which sharpens with the number of members (near-greedy for 100).
+DISCRETE_ENSEMBLE_METHODS = ("mean", "softmax_sum")
 
 
 class CEMAHPolicy(CEMPolicy):
@@ -27,9 +30,9 @@ class CEMAHPolicy(CEMPolicy):
     - the discriminator ``D(<s, a>)``;
     - a fixed set of ``ensemble_size`` noise vectors for reproducible (deterministic) acting.
 
-    Acting (``predict``) uses an ensemble of ``ensemble_size`` generated policies: the mean of their action
-    probabilities for discrete actions (the paper's ``softmax(sum)``: argmax when deterministic, sampled
-    otherwise); for Box actions the combination ``ensemble_method`` of their actions (see
+    Acting (``predict``) uses an ensemble of ``ensemble_size`` generated policies, combined by ``ensemble_method``:
+    for discrete actions their action probabilities (:data:`DISCRETE_ENSEMBLE_METHODS`: by default their mean, as
+    the authors' code; argmax when deterministic, sampled otherwise), for Box actions their actions (see
     :data:`ENSEMBLE_METHODS`). ``deterministic=True`` uses the fixed noise vectors; ``deterministic=False``
     draws new ones at every call, as the authors' code does at every step.
 
@@ -45,7 +48,8 @@ class CEMAHPolicy(CEMPolicy):
     :param discriminator_arch: Hidden layer sizes of the discriminator.
     :param discriminator_dropout: Dropout probability in the discriminator.
     :param ensemble_size: Number of generated policies that act together (the paper's K).
-    :param ensemble_method: How the members' Box actions are combined, one of :data:`ENSEMBLE_METHODS`.
+    :param ensemble_method: How the members are combined: one of :data:`DISCRETE_ENSEMBLE_METHODS` for discrete
+        actions, of :data:`ENSEMBLE_METHODS` for Box actions.
     :param optimizer_class: Optimiser of the hypernetwork and of the discriminator.
     :param optimizer_kwargs: Extra keyword arguments of the optimisers. None: the authors' betas ``(0.5, 0.999)`` and
         torch's fused Adam (one kernel for all parameters: ~2.5x faster steps than the per-tensor loop torch uses on
@@ -80,8 +84,12 @@ class CEMAHPolicy(CEMPolicy):
         self.head_arch = [200] if head_arch is None else list(head_arch)
         self.discriminator_arch = [200, 100] if discriminator_arch is None else list(discriminator_arch)
         self.discriminator_dropout = discriminator_dropout
-        if ensemble_method not in ENSEMBLE_METHODS:
-            raise ValueError(f"ensemble_method must be one of {', '.join(ENSEMBLE_METHODS)}, got {ensemble_method!r}")
+        methods = DISCRETE_ENSEMBLE_METHODS if self.is_discrete else ENSEMBLE_METHODS
+        if ensemble_method not in methods:
+            space = "discrete" if self.is_discrete else "Box"
+            raise ValueError(
+                f"ensemble_method for {space} actions must be one of {', '.join(methods)}, got {ensemble_method!r}"
+            )
         self.ensemble_size = ensemble_size
         self.ensemble_method = ensemble_method
         self.optimizer_class = optimizer_class
@@ -151,7 +159,7 @@ class CEMAHPolicy(CEMPolicy):
 
         :param features: Shape ``(batch, input_dim)``.
         :param deterministic: Use the fixed noise vectors instead of fresh ones.
-        :return: Mean action probabilities (discrete) or the ``ensemble_method`` combination of the members'
+        :return: The ``ensemble_method`` combination of the members' action probabilities (discrete) or of their
             [-1, 1] actions (Box), shape ``(batch, output_dim)``.
         """
         weights = self.fixed_ensemble_weights() if deterministic else self.generate_weights(self.ensemble_size)
@@ -167,7 +175,10 @@ class CEMAHPolicy(CEMPolicy):
         """
         preactivations = self.network.forward(weights, features.unsqueeze(0).expand(weights.shape[0], -1, -1), squash=False)
         if self.is_discrete:
-            return self.outputs_to_targets(th.tanh(preactivations)).mean(dim=0)
+            probabilities = self.outputs_to_targets(th.tanh(preactivations))
+            if self.ensemble_method == "softmax_sum":
+                return th.softmax(probabilities.sum(dim=0), dim=-1)
+            return probabilities.mean(dim=0)
         return combine_box_actions(preactivations, self.ensemble_method, features, self.discriminator)
 
     def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:  # type: ignore[override]

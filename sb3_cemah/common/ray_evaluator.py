@@ -16,6 +16,13 @@ Per population the head puts the candidates' weights in Ray's object store once;
 candidate indices, and returns the candidates' returns and lengths, its env-step count and its episodes'
 Monitor records.
 
+``VecNormalize`` (rl-zoo3's ``normalize: true``): the observation statistics are the head's. Each population
+the workers normalise with a copy of them, frozen for the population (the local evaluator updates them at every
+step); each task returns the moments of the raw observations it saw (resets and steps, as ``VecNormalize``
+counts them), and the head merges them into its statistics in task order once the population is done.
+Rewards are not normalised on the workers: candidates are ranked on the original returns either way, and the
+head's reward statistics are left as they are.
+
 Callbacks: the steps happen on the workers, and the head replays them when a task finishes, as
 ``step_hook`` calls of ``n_envs`` env steps each (``n_envs`` is the training VecEnv's, as for the local
 evaluator, so that rl-zoo3's ``eval_freq // n_envs`` still means env steps). They come in bursts, one per
@@ -37,7 +44,9 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecNormalize
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from sb3_cemah.cem.policies import CEMPolicy
 from sb3_cemah.common.population import PopulationPolicy, PopulationResult, StepHook, evaluate_population
@@ -63,6 +72,47 @@ class Task:
     deterministic: bool
 
 
+@dataclass(frozen=True)
+class PopulationInputs:
+    """
+    What every task of a population reads, put in Ray's object store once.
+
+    :param weights: The candidates' flat weights, shape ``(n_candidates, n_params)``.
+    :param obs_rms: The head's ``VecNormalize`` observation statistics, None without observation normalisation.
+    """
+
+    weights: np.ndarray
+    obs_rms: RunningMeanStd | None
+
+
+@dataclass(frozen=True)
+class NormalizeSettings:
+    """The head's ``VecNormalize`` settings the workers normalise observations with."""
+
+    clip_obs: float
+    epsilon: float
+
+
+class ObservationMoments(VecEnvWrapper):
+    """Running moments of the raw observations of every reset and step (what ``VecNormalize`` updates its statistics with)."""
+
+    def __init__(self, venv: VecEnv):
+        super().__init__(venv)
+        self.moments = RunningMeanStd(shape=self.observation_space.shape or ())
+
+    def reset(self) -> VecEnvObs:
+        obs = self.venv.reset()
+        assert isinstance(obs, np.ndarray), "Dict observations are not supported"
+        self.moments.update(obs)
+        return obs
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        assert isinstance(obs, np.ndarray), "Dict observations are not supported"
+        self.moments.update(obs)
+        return obs, rewards, dones, infos
+
+
 @dataclass
 class TaskResult:
     """
@@ -72,28 +122,63 @@ class TaskResult:
     :param episode_lengths: Their mean episode lengths, shape ``(n_task_candidates,)``.
     :param env_steps: Env steps the task took (every slot of every VecEnv step, idle slots included).
     :param episodes: The Monitor records (``r``, ``l``, ``t``) of the candidates' episodes.
+    :param obs_moments: Moments of the raw observations the task saw, with observation normalisation (else None).
     """
 
     returns: np.ndarray
     episode_lengths: np.ndarray
     env_steps: int
     episodes: list[dict[str, Any]]
+    obs_moments: RunningMeanStd | None = None
+
+
+@dataclass
+class RecordedSteps:
+    """
+    Recorded steps of some candidates of a task.
+
+    :param observations: As the candidates saw them, shape ``(n, *obs_shape)``.
+    :param actions: The actions taken, shape ``(n, ...)``.
+    :param candidates: Population-wide index of each step's candidate, shape ``(n,)``.
+    :param original_observations: The raw observations under observation normalisation (else None).
+    """
+
+    observations: np.ndarray
+    actions: th.Tensor
+    candidates: np.ndarray
+    original_observations: np.ndarray | None
 
 
 class PopulationWorker:
     """
-    A Ray actor's state: ``n_envs`` env slots (``DummyVecEnv`` of Monitor-wrapped envs) and a CEM policy
-    with the head's network layout and conversions.
+    A Ray actor's state: ``n_envs`` env slots (``DummyVecEnv`` of Monitor-wrapped envs, under a frozen
+    ``VecNormalize`` when the head normalises observations) and a CEM policy with the head's network layout and
+    conversions.
 
     :param make_env: Builds one env (called on the worker).
     :param n_envs: Env slots of the worker.
     :param policy: The conversions and layout (a :class:`CEMPolicy`; it has no weights of its own to keep in sync).
+    :param normalize: The head's observation normalisation, None without.
     """
 
-    def __init__(self, make_env: Callable[[], gym.Env], n_envs: int, policy: CEMPolicy):
+    def __init__(
+        self, make_env: Callable[[], gym.Env], n_envs: int, policy: CEMPolicy, normalize: NormalizeSettings | None = None
+    ):
         # One intra-op thread: a worker owns one CPU, and these networks are too small to split.
         th.set_num_threads(1)
-        self.env = DummyVecEnv([lambda: Monitor(make_env())] * n_envs)
+        self.env: VecEnv = DummyVecEnv([lambda: Monitor(make_env())] * n_envs)
+        self.moments: ObservationMoments | None = None
+        if normalize is not None:
+            self.moments = ObservationMoments(self.env)
+            # training=False: the statistics are the head's, set before every task.
+            self.env = VecNormalize(
+                self.moments,
+                training=False,
+                norm_obs=True,
+                norm_reward=False,
+                clip_obs=normalize.clip_obs,
+                epsilon=normalize.epsilon,
+            )
         self.policy = policy
         self._recorded: dict[tuple[int, int], PopulationResult] = {}
 
@@ -101,7 +186,7 @@ class PopulationWorker:
         """Returns once the envs are built: the head waits on it to surface construction errors."""
         return True
 
-    def evaluate(self, weights: np.ndarray, task: Task, record: bool) -> TaskResult:
+    def evaluate(self, inputs: PopulationInputs, task: Task, record: bool) -> TaskResult:
         """Evaluate the task's candidates; with ``record``, keep their steps for :meth:`recorded`."""
         if self._recorded and next(iter(self._recorded))[0] != task.population:
             self._recorded.clear()  # a new population: the last one's steps are no longer asked for
@@ -113,13 +198,17 @@ class PopulationWorker:
             episodes.extend(info["episode"] for info, done in zip(infos, dones & counted, strict=True) if done)
             return True
 
+        if self.moments is not None:
+            assert isinstance(self.env, VecNormalize) and inputs.obs_rms is not None
+            self.env.obs_rms = inputs.obs_rms.copy()  # type: ignore[assignment]  # Box observations: not a dict
+            self.moments.moments = RunningMeanStd(shape=self.moments.moments.mean.shape)
         self.env.seed(task.seed)
         with th.random.fork_rng():
             th.manual_seed(task.seed)  # stochastic candidates sample their actions with torch's RNG
             result = evaluate_population(
                 self.env,
                 self.policy,
-                th.from_numpy(weights[task.candidates]),
+                th.from_numpy(inputs.weights[task.candidates]),
                 n_episodes=task.n_episodes,
                 deterministic=task.deterministic,
                 step_hook=count,
@@ -127,23 +216,23 @@ class PopulationWorker:
             )
         if record:
             self._recorded[(task.population, task.index)] = result
-        return TaskResult(result.returns, result.episode_lengths, steps[0], episodes)
+        moments = None if self.moments is None else self.moments.moments
+        return TaskResult(result.returns, result.episode_lengths, steps[0], episodes, moments)
 
-    def recorded(self, weights: np.ndarray, task: Task, candidates: np.ndarray) -> tuple[np.ndarray, th.Tensor, np.ndarray]:
+    def recorded(self, inputs: PopulationInputs, task: Task, candidates: np.ndarray) -> RecordedSteps:
         """
         The recorded steps of some of the task's candidates (population-wide indices), run again if this worker
         does not hold them (it replaced one that died): the task's outcome is the same on any worker.
-
-        :return: Observations ``(n, *obs_shape)``, actions ``(n, ...)`` and population-wide candidate indices ``(n,)``.
         """
         result = self._recorded.get((task.population, task.index))
         if result is None:
-            self.evaluate(weights, task, record=True)
+            self.evaluate(inputs, task, record=True)
             result = self._recorded[(task.population, task.index)]
         assert result.observations is not None and result.actions is not None and result.step_candidates is not None
         step_candidates = task.candidates[result.step_candidates]
         keep = np.isin(step_candidates, candidates)
-        return result.observations[keep], result.actions[th.from_numpy(keep)], step_candidates[keep]
+        original = None if result.original_observations is None else result.original_observations[keep]
+        return RecordedSteps(result.observations[keep], result.actions[th.from_numpy(keep)], step_candidates[keep], original)
 
 
 class RayEvaluator:
@@ -153,8 +242,9 @@ class RayEvaluator:
     The env is rebuilt on the workers from, in this order: ``env_factory``, ``env_id`` (with ``env_kwargs``), or
     the gymnasium spec of the training VecEnv's envs (the id, its kwargs and its wrappers, which must be
     re-creatable by gymnasium, i.e. record their constructor arguments). What cannot be rebuilt fails here,
-    not mid-run: the source is pickled, unpickled and built once in this process. VecEnv wrappers
-    (``VecNormalize``, ...) are refused: their state lives in the training process.
+    not mid-run: the source is pickled, unpickled and built once in this process. Of the VecEnv wrappers only
+    ``VecNormalize`` is run (see the module's docstring); others are refused: their state lives in the training
+    process.
 
     ``ray.init`` follows Ray's conventions: a running Ray session is used as it is; otherwise ``address``
     (or, when None, ``RAY_ADDRESS``; without either, a new local cluster).
@@ -193,12 +283,15 @@ class RayEvaluator:
             raise ValueError(
                 f"evaluator_kwargs: candidates_per_task must be None or an int >= 1, got {candidates_per_task!r}."
             )
-        if isinstance(env, VecEnvWrapper):
+        vec_normalize = env if isinstance(env, VecNormalize) else None
+        inner = vec_normalize.venv if vec_normalize is not None else env
+        if isinstance(inner, VecEnvWrapper):
             raise ValueError(
-                f"The Ray evaluator cannot run a {type(env).__name__}-wrapped VecEnv: the wrapper's state (e.g. "
-                "VecNormalize's running statistics) lives in the training process. Use evaluator='local', or "
-                "drop the VecEnv wrapper (rl-zoo3: normalize: false, no frame_stack)."
+                f"The Ray evaluator cannot run a {type(inner).__name__}-wrapped VecEnv: the wrapper's state lives in "
+                "the training process (of the VecEnv wrappers, only VecNormalize directly over the VecEnv is run on "
+                "the workers). Use evaluator='local', or drop the wrapper (rl-zoo3: no frame_stack)."
             )
+        self._vec_normalize = vec_normalize if vec_normalize is not None and vec_normalize.norm_obs else None
         self._ray = ray
         self.env = env
         self.num_workers = num_workers
@@ -248,7 +341,9 @@ class RayEvaluator:
             raise RuntimeError(f"The Ray workers could not build their envs: {error}") from error
 
     def _new_worker(self) -> Any:
-        return self._worker_class.remote(self.make_env, self.envs_per_worker, self._worker_policy)
+        vec_normalize = self._vec_normalize
+        normalize = None if vec_normalize is None else NormalizeSettings(vec_normalize.clip_obs, vec_normalize.epsilon)
+        return self._worker_class.remote(self.make_env, self.envs_per_worker, self._worker_policy, normalize)
 
     def _replace(self, index: int) -> None:
         """Start a new worker in place of a dead one."""
@@ -280,8 +375,10 @@ class RayEvaluator:
         if not self.workers:
             self._start(policy)
         n_candidates = flat_weights.shape[0]
-        weights = flat_weights.detach().cpu().numpy()
-        weights_ref = self._ray.put(weights)  # once per population, whatever the number of tasks
+        obs_rms = None if self._vec_normalize is None else self._vec_normalize.obs_rms
+        assert not isinstance(obs_rms, dict), "Dict observations are not supported"
+        inputs = PopulationInputs(flat_weights.detach().cpu().numpy(), None if obs_rms is None else obs_rms.copy())
+        inputs_ref = self._ray.put(inputs)  # once per population, whatever the number of tasks
         tasks = self._tasks(n_candidates, n_episodes, deterministic, seed)
         record = select_recorded is not None
         self._n_populations += 1
@@ -289,6 +386,7 @@ class RayEvaluator:
         returns = np.zeros(n_candidates)
         lengths = np.zeros(n_candidates)
         ran_on: dict[int, int] = {}  # task index -> worker index
+        obs_moments: dict[int, RunningMeanStd] = {}  # task index -> moments of its raw observations
         pending = deque(tasks)
         idle = deque(range(self.num_workers))
         in_flight: dict[Any, tuple[int, Task]] = {}
@@ -296,7 +394,7 @@ class RayEvaluator:
         while pending or in_flight:
             while pending and idle:
                 worker, task = idle.popleft(), pending.popleft()
-                in_flight[self.workers[worker].evaluate.remote(weights_ref, task, record)] = (worker, task)
+                in_flight[self.workers[worker].evaluate.remote(inputs_ref, task, record)] = (worker, task)
             (ref,), _ = self._ray.wait(list(in_flight), num_returns=1)
             worker, task = in_flight.pop(ref)
             try:
@@ -311,17 +409,29 @@ class RayEvaluator:
             returns[task.candidates] = outcome.returns
             lengths[task.candidates] = outcome.episode_lengths
             ran_on[task.index] = worker
+            if outcome.obs_moments is not None:
+                obs_moments[task.index] = outcome.obs_moments
             if not self._replay(outcome, step_hook):
                 for other in in_flight:
                     self._ray.cancel(other)  # a queued task is dropped; a running one finishes, unread
                 completed = False
                 break
 
+        self._update_obs_statistics(obs_moments)
         result = PopulationResult(returns=returns, episode_lengths=lengths, completed=completed)
         if record and completed:
             assert select_recorded is not None
-            self._fetch_recorded(result, select_recorded(returns), tasks, ran_on, weights_ref)
+            self._fetch_recorded(result, select_recorded(returns), tasks, ran_on, inputs_ref)
         return result
+
+    def _update_obs_statistics(self, obs_moments: dict[int, RunningMeanStd]) -> None:
+        """Merge the finished tasks' observation moments into the head's ``VecNormalize``, in task order (reproducible)."""
+        vec_normalize = self._vec_normalize
+        if vec_normalize is None or not vec_normalize.training:
+            return
+        assert isinstance(vec_normalize.obs_rms, RunningMeanStd)
+        for index in sorted(obs_moments):
+            vec_normalize.obs_rms.combine(obs_moments[index])
 
     def _tasks(self, n_candidates: int, n_episodes: int, deterministic: bool, seed: int) -> list[Task]:
         size = self.candidates_per_task or max(self.envs_per_worker, math.ceil(n_candidates / (2 * self.num_workers)))
@@ -371,22 +481,24 @@ class RayEvaluator:
         selected: np.ndarray,
         tasks: list[Task],
         ran_on: dict[int, int],
-        weights_ref: Any,
+        inputs_ref: Any,
     ) -> None:
         """Fetch the selected candidates' recorded steps from the workers that ran them (or their replacements)."""
         wanted = [task for task in tasks if np.isin(task.candidates, selected).any()]
-        parts: list[tuple[np.ndarray, th.Tensor, np.ndarray]] = []
+        parts: list[RecordedSteps] = []
         for task in wanted:
             while True:
                 worker = ran_on[task.index]
                 try:
-                    parts.append(self._ray.get(self.workers[worker].recorded.remote(weights_ref, task, selected)))
+                    parts.append(self._ray.get(self.workers[worker].recorded.remote(inputs_ref, task, selected)))
                     break
                 except self._ray.exceptions.RayActorError:
                     self._replace(worker)
-        result.observations = np.concatenate([part[0] for part in parts])
-        result.actions = th.cat([part[1] for part in parts])
-        result.step_candidates = np.concatenate([part[2] for part in parts])
+        result.observations = np.concatenate([part.observations for part in parts])
+        result.actions = th.cat([part.actions for part in parts])
+        result.step_candidates = np.concatenate([part.candidates for part in parts])
+        if self._vec_normalize is not None:
+            result.original_observations = np.concatenate([part.original_observations for part in parts])  # type: ignore[misc]
 
     def __getstate__(self) -> dict[str, Any]:
         raise TypeError("A RayEvaluator holds live Ray actors and cannot be pickled (the algorithms do not save it).")
