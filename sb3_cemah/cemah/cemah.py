@@ -89,12 +89,14 @@ class CEMAH(CEM):
     :param ensemble_size: Generated policies acting together at test time (the paper's K; it uses 10). 100 by
         default: an ensemble of 10 acts as well as the 10 noise vectors it happened to get (on one ant run, four
         draws of 10 scored 11, 11, 570 and 79, one of 100 571), 100 averages that out; training does not depend on it.
-    :param ensemble_method: How the ensemble combines Box actions (``mean``, the default and the paper's: the mean
-        of the members' actions; ``mean_preactivation``: the policy of the members' mean weights for the linear
-        policy, close to the guide's own mean; ``median``, ``medoid``, ``discriminator``: see
-        :func:`sb3_cemah.cemah.policies.combine_box_actions`). With K = 100 members the action mean beat the
-        pre-activation mean on 13 of 18 walker/ant runs (docs/benchmarks/imitation/lr_decay). Discrete actions
-        always use the paper's mean of the members' action probabilities.
+    :param ensemble_method: How the ensemble combines its members. Box actions: ``mean``, the default and the
+        paper's: the mean of the members' actions; ``mean_preactivation``: the policy of the members' mean weights for
+        the linear policy, close to the guide's own mean; ``median``, ``medoid``, ``discriminator``: see
+        :func:`sb3_cemah.cemah.policies.combine_box_actions`. With K = 100 members the action mean beat the
+        pre-activation mean on 13 of 18 walker/ant runs (docs/benchmarks/imitation/lr_decay). Discrete actions:
+        ``mean`` of the members' action probabilities (the default, the authors' code), or ``softmax_sum``, the
+        paper's ``softmax(sum_i pi_i(a|s))``, which is near-greedy for many members: sampled on the maze it loops
+        (docs/benchmarks/imitation/discrete_ensemble).
     :param pretrain_steps: Pre-training steps of the generator per iteration (G-MSE).
     :param pretrain_lr_decay: Decay the learning rate linearly from the schedule's value to 0 over each iteration's
         pre-training steps (False: a constant rate, the paper). At a constant 3e-3 the held-out imitation loss
