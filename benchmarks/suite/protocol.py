@@ -4,14 +4,15 @@ The benchmark protocols: which runs exist, their budgets, and the rl-zoo3 comman
 Everything that decides *what* is run lives here, so the runner (:mod:`benchmarks.suite.run`) and the
 report (:mod:`benchmarks.suite.report`) agree on it. Hyper-parameters are never set here: they come from
 ``hyperparams/<algo>.yml`` (the files users get) or from rl-zoo3's own files; the suite only chooses the
-env-step budget (``-n``), the evaluation schedule, the seeds and a wall-clock cap.
+env-step budget (``-n``), the evaluation schedule, the seeds and a wall-clock cap; the exception is the
+sensitivity suite, whose runs are variants of those files (``-params``, see :class:`Variant`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,25 @@ class SuiteSpec:
     #: ``--eval-freq`` of single ``(env, algo)`` cells, before ``eval_freqs``: for runs that the cap stops long before
     #: the env's evaluation interval (Qt-Opt's), which would otherwise never be tested.
     cell_eval_freqs: dict[tuple[str, str], int] | None = None
+    #: A hyper-parameter grid: only these ``(env, algo)`` cells are run, every variant with every seed.
+    variants: dict[tuple[str, str], tuple[Variant, ...]] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """
+    One hyper-parameter setting of a grid: rl-zoo3 ``-params`` over the run's yml entry.
+
+    :param name: Its folder name, between the algorithm and the seed.
+    :param params: ``key:value`` strings exactly as ``python -m rl_zoo3.train -params`` takes them (it evals the
+        value, and a key replaces the entry's whole value: a ``policy_kwargs`` must repeat the entry's other keys).
+    :param group: The variants compared with each other: a learning-rate x batch-size grid (``grid``, or one per
+        policy size: ``2-layer``, ``3-layer``), else ``ablation`` or ``defaults``.
+    """
+
+    name: str
+    params: tuple[str, ...] = ()
+    group: str = "defaults"
 
 
 # Quick: about 7 core-hours in all (`--dry-run` prints the estimate), 1.4 of them Qt-Opt's 8 runs. The budgets come
@@ -256,12 +276,10 @@ PROBE = SuiteSpec(
     cell_eval_freqs={(env, algo): 12_000 for env in PAPER_ENVS for algo in QTOPT_ALGOS},
 )
 
-SUITES: dict[str, SuiteSpec] = {suite.name: suite for suite in (QUICK, MEDIUM, FULL, PROBE)}
-
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """One run: an algorithm on an env with a seed, under a suite's budget."""
+    """One run: an algorithm on an env with a seed, under a suite's budget, and a grid's variant of its yml entry."""
 
     suite: str
     env: str
@@ -271,11 +289,15 @@ class RunSpec:
     eval_freq: int
     cap_s: float
     max_episodes: int | None
+    #: The :class:`Variant`'s name and ``-params``; None and none for the yml entry as it is.
+    variant: str | None = None
+    params: tuple[str, ...] = ()
 
     @property
     def run_id(self) -> str:
-        """Unique name, also the run's folder below the results root."""
-        return f"{self.suite}/{self.env}/{self.algo}/seed{self.seed}"
+        """Unique name, also the run's folder below the results root: ``suite/env/algo/[variant/]seed<n>``."""
+        variant = [] if self.variant is None else [self.variant]
+        return "/".join([self.suite, self.env, self.algo, *variant, f"seed{self.seed}"])
 
     @property
     def env_id(self) -> str:
@@ -303,11 +325,13 @@ class RunSpec:
         ]  # fmt: skip
         conf = self.conf_file()
         if conf is not None:
-            args += ["-conf", _relative(conf)]
+            args += ["-conf", repo_relative(conf)]
+        if self.params:
+            args += ["-params", *self.params]
         return args
 
 
-def _relative(path: Path) -> str:
+def repo_relative(path: Path) -> str:
     """A path relative to the repository root when possible (commands are run from there)."""
     try:
         return str(path.relative_to(REPO_ROOT))
@@ -346,6 +370,106 @@ def eval_freq_for(budget: int) -> int:
     return max(1, budget // EVAL_POINTS)
 
 
+# The paper's Figure 6 (Sec. 5.2): learning rate x batch size (x 2 or 3 layers for CEM-AH), maze and reacher.
+LEARNING_RATES = ("1e-3", "5e-3", "1e-4")
+BATCH_SIZES = (50, 100, 1000)
+#: Hidden units of CEM-AH's 3-layer policy: the authors' code's (the paper says N_h = 200).
+HIDDEN_UNITS = 100
+#: CEM-AH's generated policies per gradient step (the paper's M, cemah.yml's n_noise_samples).
+N_NOISE_SAMPLES = 100
+
+
+def lr_batch_grid(
+    group: str, batch_params: Callable[[int], tuple[str, ...]], suffix: str = "", batch_name: str = "batch"
+) -> tuple[Variant, ...]:
+    """
+    The 9 variants ``lr<rate>_<batch_name><size><suffix>`` of the paper's learning rates and batch sizes.
+
+    :param batch_params: The ``-params`` of a batch size (the algorithm's name for it, and what goes with it).
+    """
+    return tuple(
+        Variant(f"lr{rate}_{batch_name}{batch}{suffix}", (f"learning_rate:{rate}", *batch_params(batch)), group)
+        for rate in LEARNING_RATES
+        for batch in BATCH_SIZES
+    )
+
+
+def net_arch_param(algo: str, env_id: str, net_arch: list[int]) -> str:
+    """
+    ``policy_kwargs`` of the yml entry with another ``net_arch``: rl-zoo3's ``-params`` replaces the entry's whole
+    ``policy_kwargs``, so its other keys (the maze's ``standardize_obs``) are repeated.
+    """
+    kwargs = (hyperparams(algo, env_id) or {}).get("policy_kwargs", {})
+    kwargs = eval(kwargs) if isinstance(kwargs, str) else dict(kwargs)  # as rl-zoo3 reads it
+    kwargs["net_arch"] = net_arch
+    return "policy_kwargs:dict(" + ", ".join(f"{key}={value!r}" for key, value in kwargs.items()) + ")"
+
+
+def _cemah_batch(batch: int) -> tuple[str, ...]:
+    # CEMAH needs batch_size >= n_noise_samples (each generated policy imitates batch_size // n_noise_samples
+    # states): the batch of 50 goes with 50 generated policies.
+    return (f"batch_size:{batch}", *((f"n_noise_samples:{batch}",) if batch < N_NOISE_SAMPLES else ()))
+
+
+def cemah_variants(env_id: str) -> tuple[Variant, ...]:
+    """cemah.yml's defaults, the paper's ablations (Fig. 6g-h) and two more, and the grid for 2 and 3 layers."""
+
+    def grid(layers: str, net_arch: list[int]) -> tuple[Variant, ...]:
+        policy = net_arch_param("cemah", env_id, net_arch)
+        return lr_batch_grid(layers, lambda batch: (*_cemah_batch(batch), policy), f"_{layers.replace('-', '')}")
+
+    return (
+        # Our default trains without the adversarial phase: it is the paper's ablation without the discriminator,
+        # and use_discriminator=True the paper's full method.
+        Variant("defaults"),
+        Variant("discriminator", ("use_discriminator:True",), "ablation"),
+        # The paper's ablation without pre-training keeps the adversarial phase. Without either (pretrain=False and
+        # every other default) nothing trains the hypernetwork: the untrained ensemble, a floor.
+        Variant("no_pretrain_discriminator", ("pretrain:False", "use_discriminator:True"), "ablation"),
+        Variant("no_pretrain", ("pretrain:False",), "ablation"),
+        *grid("2-layer", []),
+        *grid("3-layer", [HIDDEN_UNITS]),
+    )
+
+
+def _batch_size(batch: int) -> tuple[str, ...]:
+    return (f"batch_size:{batch}",)
+
+
+def _a2c_n_steps(batch: int) -> tuple[str, ...]:
+    # A2C has no batch size: an update uses n_steps steps of each of its n_envs envs.
+    return (f"n_steps:{batch}",)
+
+
+SENSITIVITY_ENVS = ("maze", "reacher")
+# Sensitivity: one seed per variant, 89 runs, about 6 core-hours (`--dry-run`); 10 evaluations per run but for:
+# - the gradient methods, cut by a 5-minute cap (DDPG at ~20k steps, DQN at ~100k on the maze): evaluated more often,
+#   to be evaluated before the cap (a maze test episode costs DDPG ~1 s, DQN ~2.5 s);
+# - CEM-AH on the maze: 2 evaluations. rl-zoo3 tests minigrid envs with deterministic=False, so the ensemble is
+#   generated anew at every step: an evaluation of the 3-layer policy (25k generated weights per member) took
+#   ~170 CPU-s, 10 would take ~30 min per run.
+SENSITIVITY = SuiteSpec(
+    name="sensitivity",
+    budgets={"maze": 500_000, "reacher": 300_000},
+    caps_s=dict.fromkeys(SENSITIVITY_ENVS, 300.0),
+    population_cap_s=1800.0,
+    max_episodes=None,
+    population_seeds=(0,),
+    other_seeds=(0,),
+    description="The paper's Figure 6: hyper-parameter variants of CEM-AH, DQN, DDPG and REINFORCE (A2C), one seed each.",
+    eval_freqs={"maze": 50_000, "reacher": 30_000},
+    cell_eval_freqs={("maze", "cemah"): 250_000, ("maze", "ddpg"): 5_000, ("reacher", "ddpg"): 2_500, ("maze", "dqn"): 25_000},
+    variants={
+        **{(env, "cemah"): cemah_variants(ENVS[env].env_id) for env in SENSITIVITY_ENVS},
+        ("maze", "dqn"): lr_batch_grid("grid", _batch_size),
+        **{(env, "ddpg"): lr_batch_grid("grid", _batch_size) for env in SENSITIVITY_ENVS},
+        **{(env, "a2c"): lr_batch_grid("grid", _a2c_n_steps, batch_name="nsteps") for env in SENSITIVITY_ENVS},
+    },
+)
+
+SUITES: dict[str, SuiteSpec] = {suite.name: suite for suite in (QUICK, MEDIUM, FULL, PROBE, SENSITIVITY)}
+
+
 def suite_envs(suite: SuiteSpec) -> list[str]:
     """The envs of a suite, in launch order."""
     return [key for key in ENV_ORDER if key in suite.budgets]
@@ -358,8 +482,9 @@ def expand(
     seeds: Sequence[int] | None = None,
 ) -> list[RunSpec]:
     """
-    The runs of a suite, cheapest env first, then by algorithm and seed (every first seed before the
-    second ones, so that an interrupted suite has one run of each algorithm as early as possible).
+    The runs of a suite, cheapest env first, then by algorithm and seed (every algorithm's first run before
+    the second ones, so that an interrupted suite has one run of each algorithm as early as possible); in a
+    grid, an algorithm's runs are its variants, seed by seed.
 
     :param envs: Env keys to keep (all by default).
     :param algos: Algorithms to keep (all by default).
@@ -371,28 +496,36 @@ def expand(
     for env_key in env_keys:
         env = ENVS[env_key]
         budget = suite.budgets[env_key]
-        per_algo: dict[str, Sequence[int]] = {}
+        per_algo: dict[str, list[tuple[int, Variant | None]]] = {}
         for algo in env.algos:
             if algo_set is not None and algo not in algo_set:
                 continue
+            if suite.variants is not None and (env_key, algo) not in suite.variants:
+                continue
             default_seeds = suite.population_seeds if algo in POPULATION_ALGOS else suite.other_seeds
-            per_algo[algo] = seeds if seeds is not None else default_seeds
+            variants = (None,) if suite.variants is None else suite.variants[(env_key, algo)]
+            per_algo[algo] = [
+                (seed, variant) for seed in (seeds if seeds is not None else default_seeds) for variant in variants
+            ]
         n_rounds = max((len(s) for s in per_algo.values()), default=0)
         for round_index in range(n_rounds):
-            for algo, algo_seeds in per_algo.items():
-                if round_index < len(algo_seeds):
+            for algo, algo_runs in per_algo.items():
+                if round_index < len(algo_runs):
+                    seed, variant = algo_runs[round_index]
                     runs.append(
                         RunSpec(
                             suite=suite.name,
                             env=env_key,
                             algo=algo,
-                            seed=algo_seeds[round_index],
+                            seed=seed,
                             budget=budget,
                             eval_freq=(suite.cell_eval_freqs or {}).get((env_key, algo))
                             or (suite.eval_freqs or {}).get(env_key)
                             or eval_freq_for(budget),
                             cap_s=suite.population_cap_s if algo in POPULATION_ALGOS else suite.caps_s[env_key],
                             max_episodes=suite.max_episodes,
+                            variant=None if variant is None else variant.name,
+                            params=() if variant is None else variant.params,
                         )
                     )
     return runs

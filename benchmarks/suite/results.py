@@ -206,9 +206,13 @@ def collect(run_dir: Path) -> dict[str, Any]:
 
 
 def load_results(root: Path, suite: str) -> list[dict[str, Any]]:
-    """Every ``result.json`` of a suite below ``root``, sorted by env, algorithm and seed."""
+    """
+    Every ``result.json`` of a suite below ``root``, sorted by env, algorithm, [variant,] seed: run folders are
+    ``<env>/<algo>/seed<n>``, or ``<env>/<algo>/<variant>/seed<n>`` in a grid (:class:`protocol.RunSpec`).
+    """
+    suite_dir = root / suite
     results = []
-    for path in sorted((root / suite).glob(f"*/*/*/{RESULT_FILE}")):
+    for path in sorted([*suite_dir.glob(f"*/*/*/{RESULT_FILE}"), *suite_dir.glob(f"*/*/*/*/{RESULT_FILE}")]):
         data = json.loads(path.read_text())
         data["_dir"] = str(path.parent)
         results.append(data)

@@ -1,8 +1,8 @@
 """
-Run a benchmark suite: ``python -m benchmarks.suite.run --suite quick|full|probe [options]``.
+Run a benchmark suite: ``python -m benchmarks.suite.run --suite quick|full|medium|probe|sensitivity [options]``.
 
 Each run is ``python -m rl_zoo3.train --algo A --env E -f <run>/raw/zoo --seed S -n BUDGET --eval-freq F
---eval-episodes 10 --num-threads 1 [-conf hyperparams/A.yml]`` in a subprocess, started through
+--eval-episodes 10 --num-threads 1 [-conf hyperparams/A.yml] [-params K:V ...]`` in a subprocess, started through
 :mod:`benchmarks.suite.zoo_train` (rl-zoo3's ``train`` unmodified, plus evaluation timings and the
 wall-clock cap). The runner:
 
@@ -339,6 +339,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--env", default="all", help="env keys of the suite, comma-separated, or all")
     parser.add_argument("--algos", nargs="+", choices=protocol.ALL_ALGOS, default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="instead of the suite's seeds")
+    parser.add_argument("--variants", nargs="+", default=None, help="only these variants of a grid (sensitivity)")
     parser.add_argument("--budget", type=int, default=None, help="env steps per run instead of the suite's (a smoke test)")
     parser.add_argument("--cap-s", type=float, default=None, help="wall-clock cap per run instead of the suite's")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (each uses one core)")
@@ -360,6 +361,14 @@ def select_envs(value: str, suite: protocol.SuiteSpec) -> list[str]:
     return keys
 
 
+def select_variants(runs: list[RunSpec], names: list[str]) -> list[RunSpec]:
+    """The runs of the variants named (of any algorithm that has them); an unknown name is an error."""
+    unknown = set(names) - {run.variant for run in runs}
+    if unknown:
+        raise SystemExit(f"variant(s) {sorted(unknown)} not among the runs selected; see --dry-run")
+    return [run for run in runs if run.variant in names]
+
+
 def _deadline(value: str | None) -> dt.datetime | None:
     if value is None:
         return None
@@ -379,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     suite = protocol.SUITES[args.suite]
     runs = protocol.expand(suite, envs=select_envs(args.env, suite), algos=args.algos, seeds=args.seeds)
+    if args.variants is not None:
+        runs = select_variants(runs, args.variants)
     # Overrides for smoke tests and short probes; give them their own --root, or their results count as the suite's.
     if args.budget is not None:
         runs = [dataclasses.replace(run, budget=args.budget, eval_freq=protocol.eval_freq_for(args.budget)) for run in runs]
