@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ZOO_KEYS, constructor_parameters
 
 pytest.importorskip("rl_zoo3")
 pytest.importorskip("matplotlib")
@@ -23,7 +24,6 @@ from benchmarks.suite.run import main as run_main
 
 SUITE = protocol.SENSITIVITY
 # rl-zoo3's own keys of a yml entry (not constructor arguments) that a variant may set.
-ZOO_KEYS = {"n_timesteps", "n_envs", "normalize", "env_wrapper", "noise_type", "noise_std"}
 
 
 def _variant_runs() -> list[protocol.RunSpec]:
@@ -92,19 +92,6 @@ def _parse_params(params: tuple[str, ...]) -> dict[str, Any]:
     return dict(parser.parse_args(["-params", *params] if params else []).params)
 
 
-def _constructor_parameters(cls: type) -> set[str]:
-    """Keyword arguments of ``cls``, and of its base classes as long as ``**kwargs`` passes them on."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        parameters = inspect.signature(klass).parameters
-        names |= set(parameters)
-        if not any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
-            break
-    return names
-
-
 def _zoo_entry(run: protocol.RunSpec) -> dict[str, Any]:
     """The yml entry rl-zoo3 reads for the run (``-conf``, or its own file), before ``-params``."""
     import rl_zoo3
@@ -123,12 +110,12 @@ def test_variant_params_fit_the_constructor(run: protocol.RunSpec) -> None:
     params = _parse_params(run.params)
     assert len(params) == len(run.params), "a key given twice"
     cls = ALGOS[run.algo]
-    unknown = set(params) - ZOO_KEYS - _constructor_parameters(cls)
+    unknown = set(params) - ZOO_KEYS - constructor_parameters(cls)
     assert not unknown, f"{unknown} are not arguments of {cls.__name__}"
     entry = {**_zoo_entry(run), **params}
     policy_kwargs = entry.get("policy_kwargs", {})
     policy_kwargs = eval(policy_kwargs) if isinstance(policy_kwargs, str) else policy_kwargs  # as rl-zoo3 does
-    assert not set(policy_kwargs) - _constructor_parameters(cls.policy_aliases[entry["policy"]])
+    assert not set(policy_kwargs) - constructor_parameters(cls.policy_aliases[entry["policy"]])
     if run.variant != "defaults":
         assert params, "a variant without -params would repeat the defaults"
     if "learning_rate" in params:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import importlib.metadata
 import importlib.util
-import inspect
 import json
 import os
 import pickle
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from conftest import ZOO_KEYS, constructor_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 HYPERPARAMS = REPO / "hyperparams"
@@ -230,23 +230,6 @@ def test_sampler_merges_base_policy_kwargs() -> None:
 
 # --- The yml files -----------------------------------------------------------------------------------
 
-# Keys that rl-zoo3 consumes itself instead of passing them to the algorithm.
-ZOO_KEYS = {"n_timesteps", "n_envs", "normalize", "env_wrapper", "vec_env_wrapper", "frame_stack", "callback"}
-ZOO_KEYS |= {"monitor_kwargs", "env_kwargs", "noise_type", "noise_std"}
-
-
-def _constructor_parameters(cls: type) -> set[str]:
-    """Keyword arguments of ``cls``, and of its base classes as long as ``**kwargs`` passes them on."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        parameters = inspect.signature(klass).parameters
-        names |= set(parameters)
-        if not any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
-            break
-    return names
-
 
 @pytest.mark.parametrize("algo", ["cemah", "cem", "qtopt", "qtopt_ddpg", "dqn", "ddpg", "a2c", "ars"])
 def test_yml_entries_fit_the_constructors(algo: str) -> None:
@@ -255,7 +238,7 @@ def test_yml_entries_fit_the_constructors(algo: str) -> None:
 
     entries: dict[str, dict[str, Any]] = yaml.safe_load((HYPERPARAMS / f"{algo}.yml").read_text())
     cls = ALGOS[algo]
-    accepted = _constructor_parameters(cls)
+    accepted = constructor_parameters(cls)
     for env_id, entry in entries.items():
         assert "n_timesteps" in entry and "policy" in entry, env_id
         unknown = set(entry) - ZOO_KEYS - accepted
@@ -264,7 +247,7 @@ def test_yml_entries_fit_the_constructors(algo: str) -> None:
         policy_kwargs = entry.get("policy_kwargs", {})
         if isinstance(policy_kwargs, str):
             policy_kwargs = eval(policy_kwargs)  # as rl-zoo3 does
-        unknown = set(policy_kwargs) - _constructor_parameters(policy_class)
+        unknown = set(policy_kwargs) - constructor_parameters(policy_class)
         assert not unknown, f"{algo}.yml {env_id}: {unknown} are not arguments of {policy_class.__name__}"
         if "env_wrapper" in entry:
             assert get_wrapper_class(dict(entry)) is not None

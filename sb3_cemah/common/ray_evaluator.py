@@ -98,6 +98,10 @@ class ObservationMoments(VecEnvWrapper):
 
     def __init__(self, venv: VecEnv):
         super().__init__(venv)
+        self.restart()
+
+    def restart(self) -> None:
+        """Forget the observations seen so far (a new task)."""
         self.moments = RunningMeanStd(shape=self.observation_space.shape or ())
 
     def reset(self) -> VecEnvObs:
@@ -201,7 +205,7 @@ class PopulationWorker:
         if self.moments is not None:
             assert isinstance(self.env, VecNormalize) and inputs.obs_rms is not None
             self.env.obs_rms = inputs.obs_rms.copy()  # type: ignore[assignment]  # Box observations: not a dict
-            self.moments.moments = RunningMeanStd(shape=self.moments.moments.mean.shape)
+            self.moments.restart()
         self.env.seed(task.seed)
         with th.random.fork_rng():
             th.manual_seed(task.seed)  # stochastic candidates sample their actions with torch's RNG
