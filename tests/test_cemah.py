@@ -18,10 +18,11 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from benchmarks.imitation import ensemble_returns, guide_returns
 from sb3_cemah import CEMAH
-from sb3_cemah.cemah.cemah import _balanced_assignment
+from sb3_cemah.cemah.cemah import _balanced_assignment, _linear_squared_errors, _moments_are_cheaper
 from sb3_cemah.cemah.elite_buffer import EliteBuffer
 from sb3_cemah.cemah.networks import Discriminator
 from sb3_cemah.cemah.policies import combine_box_actions
+from sb3_cemah.common.policy_network import FlatPolicyNetwork
 from sb3_cemah.common.population import evaluate_population
 
 # --------------------------------------------------------------------------------------------------------------
@@ -588,6 +589,27 @@ def test_balanced_assignment_shares_policies_out_equally() -> None:
     ]
     assert total == pytest.approx(min(every_balanced_total))
     assert errors.min(dim=1).indices.tolist() == [0] * 6  # what nearest_elite would have done
+
+
+def test_linear_errors_from_moments_equal_running_the_policies() -> None:
+    """The closed form of the linear policies' pre-training errors: the same values and gradients as the direct pass."""
+    network = FlatPolicyNetwork(input_dim=9, output_dim=2)
+    generator = th.Generator().manual_seed(0)
+    features, targets = th.randn(500, 9, generator=generator), 2 * th.randn(500, 2, generator=generator)
+    group = th.randint(0, 10, (500,), generator=generator)
+    weights = th.randn(100, network.n_params, generator=generator, requires_grad=True)
+
+    squared = (network.forward(weights, features, squash=False) - targets).square().mean(dim=-1)
+    direct = th.stack([squared[:, group == g].mean(dim=1) for g in range(10)], dim=1)
+    (direct_gradient,) = th.autograd.grad(direct.square().sum(), weights)
+    closed = _linear_squared_errors(weights, features, targets, group, 10)
+    (closed_gradient,) = th.autograd.grad(closed.square().sum(), weights)
+
+    assert closed.shape == (100, 10)
+    th.testing.assert_close(closed, direct, rtol=1e-4, atol=1e-4)
+    th.testing.assert_close(closed_gradient, direct_gradient, rtol=1e-3, atol=1e-3)
+    assert _moments_are_cheaper(batch=500, input_dim=9, output_dim=2, n_groups=10)  # the reacher
+    assert not _moments_are_cheaper(batch=500, input_dim=243, output_dim=3, n_groups=10)  # the maze
 
 
 @pytest.mark.parametrize("seed", [0, 1])

