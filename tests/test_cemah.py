@@ -602,7 +602,8 @@ def test_linear_errors_from_moments_equal_running_the_policies() -> None:
     squared = (network.forward(weights, features, squash=False) - targets).square().mean(dim=-1)
     direct = th.stack([squared[:, group == g].mean(dim=1) for g in range(10)], dim=1)
     (direct_gradient,) = th.autograd.grad(direct.square().sum(), weights)
-    closed = _linear_squared_errors(weights, features, targets, group, 10)
+    (layer,) = network.unflatten(weights)
+    closed = _linear_squared_errors(layer, features, targets, group, 10)
     (closed_gradient,) = th.autograd.grad(closed.square().sum(), weights)
 
     assert closed.shape == (100, 10)

@@ -522,7 +522,8 @@ class CEMAH(CEM):
         linear = not self.policy.network.net_arch
         cheaper = _moments_are_cheaper(features.shape[0], features.shape[1], targets.shape[1], n_groups)
         if squared and linear and self.imitation_target == "preactivation" and cheaper:
-            return _linear_squared_errors(weights, features, targets, group, n_groups)
+            (layer,) = self.policy.network.unflatten(weights)
+            return _linear_squared_errors(layer, features, targets, group, n_groups)
         outputs = self.policy.network.forward(weights, features, squash=False)  # every policy on every state
         if squared:
             errors = (self._imitated(outputs) - targets).square().mean(dim=-1)
@@ -691,16 +692,17 @@ def _moments_are_cheaper(batch: int, input_dim: int, output_dim: int, n_groups: 
 
 
 def _linear_squared_errors(
-    weights: th.Tensor, features: th.Tensor, targets: th.Tensor, group: th.Tensor, n_groups: int
+    layer: tuple[th.Tensor, th.Tensor], features: th.Tensor, targets: th.Tensor, group: th.Tensor, n_groups: int
 ) -> th.Tensor:
     """
     Mean squared error of linear policies' outputs ``x W + b`` against the targets of each group of states, from the
-    groups' second moments instead of a pass of every policy over every state. With ``A = [W; b]`` (the flat layout
-    reshaped to ``(input_dim + 1, output_dim)``) and ``u = [x, 1]``: ``mean_s |u_s A - t_s|^2 = <A A^T, E[u u^T]>
+    groups' second moments instead of a pass of every policy over every state. With ``A = [W; b]``, shape
+    ``(input_dim + 1, output_dim)``, and ``u = [x, 1]``: ``mean_s |u_s A - t_s|^2 = <A A^T, E[u u^T]>
     - 2 <A, E[u t^T]> + E[|t|^2]``. On the reacher's pre-training batches this is 3.6x faster (forward and backward)
     and equal to 1e-5.
 
-    :param weights: Flat weights of linear policies, shape ``(n_policies, (input_dim + 1) * output_dim)``.
+    :param layer: The policies' only layer, from :meth:`FlatPolicyNetwork.unflatten`: weights
+        ``(n_policies, input_dim, output_dim)`` and biases ``(n_policies, 1, output_dim)``.
     :param features: Shape ``(batch, input_dim)``.
     :param targets: Shape ``(batch, output_dim)``.
     :param group: Group of each state, shape ``(batch,)``.
@@ -710,6 +712,7 @@ def _linear_squared_errors(
     state_moments = _group_means((inputs[:, :, None] * inputs[:, None, :]).flatten(1), group, n_groups)
     cross_moments = _group_means((inputs[:, :, None] * targets[:, None, :]).flatten(1), group, n_groups)
     target_moments = _group_means(targets.square().sum(dim=1), group, n_groups)
-    layer = weights.reshape(weights.shape[0], inputs.shape[1], targets.shape[1])
-    quadratic = th.bmm(layer, layer.transpose(1, 2)).flatten(1) @ state_moments.T
-    return (quadratic - 2.0 * (weights @ cross_moments.T) + target_moments) / targets.shape[1]
+    augmented = th.cat(layer, dim=1)  # A, (n_policies, input_dim + 1, output_dim)
+    quadratic = th.bmm(augmented, augmented.transpose(1, 2)).flatten(1) @ state_moments.T
+    cross = augmented.flatten(1) @ cross_moments.T
+    return (quadratic - 2.0 * cross + target_moments) / targets.shape[1]
