@@ -266,7 +266,8 @@ def test_population_states_are_labelled_by_every_elite(
 
 
 def test_buffered_features_follow_the_vec_normalize_statistics(make_model: Callable) -> None:
-    """Under VecNormalize the buffer holds the elites' raw observations normalised with the latest statistics."""
+    """Under VecNormalize the buffer holds the elites' raw observations, read normalised with the latest statistics:
+    also after later rollouts have moved the statistics, whether or not they brought elites in."""
     env = VecNormalize(make_vec_env("CartPole-v1", n_envs=3, seed=0), norm_reward=False)
     model = make_model("CEMAH", env, population_size=10, elite_frac=0.3, imitation_states="elite")
     policy = model.policy
@@ -282,6 +283,16 @@ def test_buffered_features_follow_the_vec_normalize_statistics(make_model: Calla
     features = model.elite_buffer.tuples()[0]
     assert not th.allclose(expected, stale)
     th.testing.assert_close(features[th.argsort(features[:, 0])], expected[th.argsort(expected[:, 0])])
+
+    # A worse population is kept out by the gate, but its rollout moved the statistics the buffer is read with.
+    model.elite_buffer.gate = True
+    worse = evaluate_population(env, policy, th.zeros_like(weights), record=True)
+    worse.returns[:] = -1.0
+    assert not model._admit_elites(th.zeros_like(weights), worse)
+    renormalized = policy.obs_to_features(env.normalize_obs(result.original_observations[is_elite_step]))
+    assert not th.allclose(renormalized, expected)
+    features = model.elite_buffer.tuples()[0]
+    th.testing.assert_close(features[th.argsort(features[:, 0])], renormalized[th.argsort(renormalized[:, 0])])
 
 
 def test_buffer_size_is_bounded_during_learning(

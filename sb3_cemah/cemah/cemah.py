@@ -379,16 +379,19 @@ class CEMAH(CEM):
         :param result: Their evaluation, with the steps of ``_recorded_candidates``.
         """
         assert result.observations is not None and result.actions is not None and result.step_candidates is not None
+        # Every iteration, admitted or not: the rollout moved the normalisation statistics (and set_env may have
+        # changed the env).
+        self.elite_buffer.set_featurizer(self._normalized_features if self._normalizes_observations else None)
         elite = self._elite_indices(result.returns)
         recorded = np.isin(result.step_candidates, self._recorded_candidates(result.returns))
-        observations = result.observations[recorded]
-        if self._vec_normalize_env is not None and result.original_observations is not None:
-            # Normalised with the statistics the coming generated policies will act on (those after this rollout),
-            # not those of each step: they drift during the rollout. Older batches keep their own iteration's.
-            normalized = self._vec_normalize_env.normalize_obs(result.original_observations[recorded])
-            assert isinstance(normalized, np.ndarray)  # Dict observations are refused at construction
-            observations = normalized
-        features = self.policy.obs_to_features(observations)
+        if self._normalizes_observations:
+            # The buffer keeps the raw observations (see _normalized_features); the targets come from the features the
+            # coming generated policies act on: normalised with the statistics after this rollout, not each step's.
+            assert result.original_observations is not None
+            states = th.as_tensor(result.original_observations[recorded], dtype=th.float32, device=self.device)
+            features = self._normalized_features(states)
+        else:
+            features = states = self.policy.obs_to_features(result.observations[recorded])
         elite_return = float(np.mean(result.returns[elite]))
         if self.imitation_states == "elite":
             candidates = result.step_candidates[recorded]
@@ -403,26 +406,45 @@ class CEMAH(CEM):
                 )
                 own = th.as_tensor(position[candidates], device=features.device)
                 targets = every_elite[own, th.arange(len(features), device=features.device)]
-            return self.elite_buffer.admit(features, targets, elite_return, th.as_tensor(candidates))
+            return self.elite_buffer.admit(states, targets, elite_return, th.as_tensor(candidates))
         # An elite's own episode visits few states, and the generated policies, never exact, drift off them: labelled
         # on the whole population's states (about population_size / n_elite times more, and closer to where an
         # imperfect imitation goes), each elite's policy is pinned down where it was only loosely fit (a relabelling
         # without extra env steps, in the spirit of DAgger). As many states per elite as the buffer holds.
         per_elite = min(len(features), self.buffer_size // len(elite))
-        states = features[th.randperm(len(features), device=features.device)[:per_elite]]
+        chosen = th.randperm(len(features), device=features.device)[:per_elite]
         elite_weights = weights[th.as_tensor(elite, device=weights.device)]
-        preactivations = self._preactivations(elite_weights, states.unsqueeze(0).expand(len(elite), -1, -1)).flatten(0, 1)
+        every_elite_states = features[chosen].unsqueeze(0).expand(len(elite), -1, -1)
+        preactivations = self._preactivations(elite_weights, every_elite_states).flatten(0, 1)
         if self.imitation_target == "preactivation":
             targets = preactivations
         else:
             actions = self.policy.outputs_to_actions(th.tanh(preactivations), deterministic=not self.stochastic_candidates)
             targets = self.policy.actions_to_targets(actions)
         return self.elite_buffer.admit(
-            states.repeat(len(elite), 1),
+            states[chosen].repeat(len(elite), *(1,) * (states.dim() - 1)),
             targets,
             elite_return,
             th.arange(len(elite)).repeat_interleave(per_elite),
         )
+
+    @property
+    def _normalizes_observations(self) -> bool:
+        """Whether the env is a ``VecNormalize`` that normalises observations (rl-zoo3's ``normalize``)."""
+        return self._vec_normalize_env is not None and self._vec_normalize_env.norm_obs
+
+    def _normalized_features(self, observations: th.Tensor) -> th.Tensor:
+        """
+        Features of raw observations normalised with the env's current ``VecNormalize`` statistics: how the elite
+        buffer turns its stored observations into what the generated policies would see in those states now.
+
+        :param observations: Shape ``(n, *obs_shape)``.
+        :return: Shape ``(n, input_dim)`` on the model's device.
+        """
+        assert self._vec_normalize_env is not None
+        normalized = self._vec_normalize_env.normalize_obs(observations.cpu().numpy())
+        assert isinstance(normalized, np.ndarray)  # Dict observations are refused at construction
+        return self.policy.obs_to_features(normalized).to(self.device)
 
     def _preactivations(self, weights: th.Tensor, features: th.Tensor) -> th.Tensor:
         """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -15,7 +16,8 @@ class EliteTuples(NamedTuple):
     """
     Elite ``<s, a>`` tuples and the elite policy that took each.
 
-    :param features: States, shape ``(n, feature_dim)``.
+    :param features: States, shape ``(n, feature_dim)``: as stored, the states the algorithm admitted (raw
+        observations under observation normalisation, see :meth:`EliteBuffer.set_featurizer`); as sampled, features.
     :param targets: The elites' actions, shape ``(n, target_dim)``.
     :param elites: Which elite policy took each tuple (ids unique within the buffer), shape ``(n,)``.
     """
@@ -77,6 +79,9 @@ class EliteBuffer:
     paper compares the elites' mean returns). The oldest batches leave when more than ``max_batches`` are
     stored or when the tuples exceed ``buffer_size`` (a batch larger than the buffer keeps its newest tuples).
 
+    The stored states become features through a featurizer (:meth:`set_featurizer`; none by default: the states are
+    the features), applied to every stored state whenever it changes.
+
     A ``held_out_fraction`` of each batch's tuples is kept apart: the imitation is trained on the others and
     judged (``train/imitation_error``) on these.
 
@@ -113,7 +118,8 @@ class EliteBuffer:
         self.device = th.device(device)
         self.batches: deque[EliteBatch] = deque()
         self._n_elites_seen = 0
-        # Derived from ``batches`` (see _concatenate_batches): sampling at every gradient step reads them.
+        self._featurize: Callable[[th.Tensor], th.Tensor] | None = None
+        # Derived from ``batches`` and the featurizer (see _concatenated): sampling at every gradient step reads them.
         self._training: EliteTuples | None = None
         self._held_out: EliteTuples | None = None
 
@@ -129,11 +135,26 @@ class EliteBuffer:
             return float("-inf")
         return sum(batch.elite_return for batch in self.batches) / len(self.batches)
 
+    def set_featurizer(self, featurize: Callable[[th.Tensor], th.Tensor] | None) -> None:
+        """
+        Set how stored states become the features that are sampled, and re-apply it to every stored state.
+
+        Under ``VecNormalize`` the buffer stores raw observations and the featurizer normalises them with the current
+        statistics (as SB3's replay buffers do when sampling): the statistics drift, and a state normalised when it
+        was stored no longer says what a policy acting now sees in that state. The featurizer is not saved with the
+        buffer: the algorithm sets it again.
+
+        :param featurize: Stored states ``(n, *state_shape)`` to features ``(n, feature_dim)`` on the buffer's device;
+            None: the stored states are the features.
+        """
+        self._featurize = featurize
+        self._training = self._held_out = None
+
     def admit(self, features: th.Tensor, targets: th.Tensor, elite_return: float, elites: th.Tensor | None = None) -> bool:
         """
         Add a batch of elite tuples if ``elite_return >= return_mean`` (always, without the gate).
 
-        :param features: Shape ``(n, feature_dim)``.
+        :param features: The states to store, shape ``(n, *state_shape)`` (``(n, feature_dim)`` without featurizer).
         :param targets: Shape ``(n, target_dim)``.
         :param elite_return: Mean return of the elite episodes the tuples come from.
         :param elites: Which elite policy took each tuple (any integer labels), shape ``(n,)``; None: one elite.
@@ -164,13 +185,24 @@ class EliteBuffer:
                 self.batches.popleft()
             else:
                 self.batches[0] = self.batches[0].without(excess)
-        self._concatenate_batches()
+        self._training = self._held_out = None
         return True
 
-    def _concatenate_batches(self) -> None:
-        """Refresh the concatenated training and held-out tuples of all stored batches."""
-        self._training = EliteTuples.concatenate([batch.training for batch in self.batches])
-        self._held_out = EliteTuples.concatenate([batch.held_out for batch in self.batches])
+    def _concatenated(self) -> tuple[EliteTuples, EliteTuples]:
+        """The training and held-out tuples of all stored batches, with features, concatenated once per change."""
+        if not self.batches:
+            raise RuntimeError("The elite buffer is empty")
+        if self._training is None or self._held_out is None:
+            training, held_out = (
+                EliteTuples.concatenate([getattr(batch, part) for batch in self.batches]) for part in ("training", "held_out")
+            )
+            if self._featurize is not None:
+                training, held_out = (
+                    EliteTuples(self._featurize(tuples.features), tuples.targets, tuples.elites)
+                    for tuples in (training, held_out)
+                )
+            self._training, self._held_out = training, held_out
+        return self._training, self._held_out
 
     def sample(self, batch_size: int) -> EliteTuples:
         """
@@ -179,39 +211,31 @@ class EliteBuffer:
         :return: Features ``(batch_size, feature_dim)``, targets ``(batch_size, target_dim)`` and the elite that took
             each tuple ``(batch_size,)``.
         """
-        if self._training is None or len(self._training) == 0:
-            raise RuntimeError("The elite buffer is empty")
-        return self._training.select(th.randint(0, len(self._training), (batch_size,), device=self.device))
+        training, _ = self._concatenated()
+        if len(training) == 0:
+            raise RuntimeError("The elite buffer holds no training tuples")
+        return training.select(th.randint(0, len(training), (batch_size,), device=self.device))
 
     def held_out(self) -> EliteTuples:
         """:return: All held-out features ``(n_held_out, feature_dim)``, targets ``(n_held_out, target_dim)`` and
         elites ``(n_held_out,)``."""
-        if self._held_out is None:
-            raise RuntimeError("The elite buffer is empty")
-        return self._held_out
+        return self._concatenated()[1]
 
     def tuples(self) -> EliteTuples:
         """:return: Every stored tuple, training then held-out: features, targets and elites."""
-        if self._training is None or self._held_out is None:
-            raise RuntimeError("The elite buffer is empty")
-        return EliteTuples.concatenate([self._training, self._held_out])
+        return EliteTuples.concatenate(list(self._concatenated()))
 
     def to(self, device: th.device | str) -> EliteBuffer:
         """Move the stored tuples to ``device`` (in place) and return the buffer."""
         self.device = th.device(device)
         self.batches = deque(batch.to(self.device) for batch in self.batches)
-        if self.batches:
-            self._concatenate_batches()
+        self._training = self._held_out = None
         return self
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickled with CPU tensors (like SB3's numpy buffers), so that the file loads on a machine without the
-        # GPU; the concatenated caches are left out and rebuilt on loading.
-        state = {**self.__dict__, "device": th.device("cpu"), "_training": None, "_held_out": None}
+        # GPU; the concatenated caches are left out and rebuilt when read, the featurizer (often a bound method of the
+        # algorithm) is set again by the algorithm.
+        state = {**self.__dict__, "device": th.device("cpu"), "_training": None, "_held_out": None, "_featurize": None}
         state["batches"] = deque(batch.to(th.device("cpu")) for batch in self.batches)
         return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        if self.batches:
-            self._concatenate_batches()
