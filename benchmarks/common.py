@@ -256,6 +256,18 @@ def make_quiet_vec_env(env_id: str, n_envs: int, seed: int) -> Any:
     return env
 
 
+def make_quiet_env(env_id: str, seed: int) -> Any:
+    """One bare ``gymnasium.make`` env (no Monitor, no VecEnv), reset once with ``seed``, PyBullet chatter silenced."""
+    import gymnasium as gym
+
+    if "Bullet" in env_id:
+        import pybullet_envs_gymnasium  # noqa: F401  (registers the PyBullet ids)
+    with quiet_native_stdout():
+        env = gym.make(env_id)
+        env.reset(seed=seed)
+    return env
+
+
 def parser(name: str, description: str) -> argparse.ArgumentParser:
     """
     The options every benchmark has: ``--output`` (its folder), ``--torch-threads`` and ``--from`` (rebuild from an

@@ -2,13 +2,15 @@
 Env steps per second of CEM compared, in the same run, with random actions on the same VecEnv and with
 sb3-contrib's ARS (issue 2).
 
-Three measurements, interleaved and repeated (the order rotates every repetition, so that a burst of load
-from other jobs on a shared machine hits all three alike):
+Four measurements, interleaved and repeated (the order rotates every repetition, so that a burst of load
+from other jobs on a shared machine hits all four alike):
 
 - ``cem``: ``CEM("MlpPolicy", env)`` with its default hyper-parameters on ``n_envs`` ``DummyVecEnv`` slots
   (``make_vec_env``), ``--iterations`` populations per repetition;
 - ``random``: the same VecEnv stepping uniformly random actions, drawn in advance (outside the timing) so
   that the baseline is the VecEnv alone: the rate no policy-search method on this VecEnv can beat;
+- ``bare``: one env from ``gymnasium.make`` (no Monitor, no VecEnv) stepping random actions drawn in advance,
+  reset when an episode ends: the env's own rate (issue 11's second goal);
 - ``ars``: ``ARS("LinearPolicy", env)`` with its default hyper-parameters on a one-slot VecEnv, its intended
   set-up (it evaluates candidates one after the other with ``evaluate_policy``; on an 8-slot VecEnv it would
   step 8 envs to finish one episode), for as many env steps as CEM took.
@@ -47,7 +49,9 @@ from sb3_cemah.common.population import PopulationResult
 # Issue 2's goals.
 GOAL_VS_RANDOM = 0.8
 GOAL_VS_ARS = 2.0
-METHODS = ("cem", "random", "ars")
+# Issue 11's goal against one bare env's own rate.
+GOAL_VS_BARE = 0.8
+METHODS = ("cem", "random", "bare", "ars")
 
 
 @dataclass
@@ -142,6 +146,18 @@ def time_random(env: VecEnv, timer: StepWaitTimer, n_env_steps: int, rng: np.ran
     return Measurement(repetition, "random", n_steps, n_steps, watch.wall, watch.cpu, env_cpu, n_vec_steps)
 
 
+def time_bare(env: Any, n_env_steps: int, rng: np.random.Generator, repetition: int) -> Measurement:
+    """Step one bare env with uniform random actions drawn beforehand, resetting it when an episode ends."""
+    actions = random_actions(env.action_space, (n_env_steps,), rng)
+    env.reset()
+    with Stopwatch() as watch:
+        for action in actions:
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                env.reset()
+    return Measurement(repetition, "bare", n_env_steps, n_env_steps, watch.wall, watch.cpu)
+
+
 def time_ars(model: Any, n_env_steps: int, repetition: int) -> Measurement:
     """ARS ``learn`` for ``n_env_steps`` more steps (it stops after the iteration that reaches them)."""
     steps_before = model.num_timesteps
@@ -205,6 +221,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     settings = CEM_ENV_SETTINGS.get(args.env, {})
     cem = StepCountingCEM("MlpPolicy", env, population_size=args.population_size, seed=args.seed, **settings)
     ars = ARS("LinearPolicy", common.make_quiet_vec_env(args.env, 1, args.seed), seed=args.seed)
+    bare_env = common.make_quiet_env(args.env, args.seed)
     rng = np.random.default_rng(args.seed)
 
     # Warm-up (first calls allocate, import and connect lazily); it also gives CEM's steps per population,
@@ -213,6 +230,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     steps_per_population = cem.num_timesteps
     ars.learn(1)
     time_random(env, timer, 10 * args.n_envs, rng, repetition=-1)
+    time_bare(bare_env, 10, rng, repetition=-1)
     n_env_steps = steps_per_population * args.iterations
 
     measurements: list[Measurement] = []
@@ -221,6 +239,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             measurement = time_cem(cem, timer, args.iterations, repetition)
         elif method == "random":
             measurement = time_random(env, timer, n_env_steps, rng, repetition)
+        elif method == "bare":
+            measurement = time_bare(bare_env, n_env_steps, rng, repetition)
         else:
             measurement = time_ars(ars, n_env_steps, repetition)
         measurements.append(measurement)
@@ -234,6 +254,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     timer.remove()
     profile = None if args.no_profile else profile_cem(cem, args.output)
     env.close()
+    bare_env.close()
     return {"measurements": measurements, "profile": profile, "steps_per_population": steps_per_population}
 
 
@@ -242,6 +263,7 @@ CLOCKS = ("cpu", "wall")
 RATIOS = (
     ("CEM / random", False, "random", GOAL_VS_RANDOM),
     ("CEM (useful) / random", True, "random", GOAL_VS_RANDOM),
+    ("CEM / bare env", False, "bare", GOAL_VS_BARE),
     ("CEM / ARS", False, "ars", GOAL_VS_ARS),
     ("CEM (useful) / ARS", True, "ars", GOAL_VS_ARS),
 )
@@ -255,26 +277,33 @@ def rate(measurement: Measurement, clock: str, useful: bool = False) -> float:
 
 def ratios(measurements: list[Measurement]) -> dict[str, list[float]]:
     """
-    Per repetition and clock, CEM's rate over the random baseline's and over ARS's (taken within a
-    repetition, under the same load). Keys: ``"<clock>: <label>"``.
+    Per repetition and clock, CEM's rate over each reference method's (taken within a repetition, under the
+    same load). Keys: ``"<clock>: <label>"``; ratios whose reference was not measured (runs recorded before the
+    bare env joined) are left out.
     """
     by_rep: dict[int, dict[str, Measurement]] = {}
     for measurement in measurements:
         by_rep.setdefault(measurement.repetition, {})[measurement.method] = measurement
     result: dict[str, list[float]] = {}
     for clock in CLOCKS:
-        for label, useful, reference, _ in RATIOS:
+        for label, useful, reference, _ in measured_ratios(measurements):
             result[f"{clock}: {label}"] = [
                 rate(rep["cem"], clock, useful) / rate(rep[reference], clock) for _, rep in sorted(by_rep.items())
             ]
     return result
 
 
+def measured_ratios(measurements: list[Measurement]) -> list[tuple[str, bool, str, float]]:
+    """The entries of ``RATIOS`` whose reference method was measured."""
+    methods = {measurement.method for measurement in measurements}
+    return [entry for entry in RATIOS if entry[2] in methods]
+
+
 def rates_by_method(measurements: list[Measurement]) -> dict[str, list[float]]:
     """Every measured rate, keyed ``"<clock>: <method>"`` (with ``cem (useful)``)."""
     result: dict[str, list[float]] = {}
     for clock in CLOCKS:
-        for method, useful in (("cem", False), ("cem (useful)", True), ("random", False), ("ars", False)):
+        for method, useful in (("cem", False), ("cem (useful)", True), ("random", False), ("bare", False), ("ars", False)):
             selected = [m for m in measurements if m.method == method.split()[0]]
             result[f"{clock}: {method}"] = [rate(m, clock, useful) for m in selected]
     return result
@@ -285,7 +314,8 @@ def tables(measurements: list[Measurement], profile: dict[str, Any] | None) -> d
     rates, ratio_values = rates_by_method(measurements), ratios(measurements)
     rate_rows = [
         [method, format_spread(rates[f"cpu: {method}"], ".0f"), format_spread(rates[f"wall: {method}"], ".0f")]
-        for method in ("cem", "cem (useful)", "random", "ars")
+        for method in ("cem", "cem (useful)", "random", "bare", "ars")
+        if rates[f"cpu: {method}"]
     ]
     ratio_rows = [
         [
@@ -295,13 +325,23 @@ def tables(measurements: list[Measurement], profile: dict[str, Any] | None) -> d
             f"{_best_ratio(rates, useful, reference):.2f}",
             f">= {goal}",
             _verdict(ratio_values[f"cpu: {label}"], goal),
+            _verdict(ratio_values[f"wall: {label}"], goal),
         ]
-        for label, useful, reference, goal in RATIOS
+        for label, useful, reference, goal in measured_ratios(measurements)
     ]
     blocks = {
         "rates": markdown_table(["method", "CPU", "wall"], rate_rows),
         "ratios": markdown_table(
-            ["ratio", "CPU", "wall", "best CPU rate / best CPU rate", "goal", "CPU median meets goal"], ratio_rows
+            [
+                "ratio",
+                "CPU",
+                "wall",
+                "best CPU rate / best CPU rate",
+                "goal",
+                "CPU median meets goal",
+                "wall median meets goal",
+            ],
+            ratio_rows,
         ),
         "per_step": markdown_table(
             ["method", "inside step_wait (µs)", "outside (µs)", "share of CPU inside the envs"],
@@ -387,7 +427,7 @@ def main(argv: list[str] | None = None) -> None:
         "steps_per_population": outcome["steps_per_population"],
         "rates": {name: spread(values) for name, values in rates_by_method(measurements).items()},
         "ratios": {name: spread(values) for name, values in ratios(measurements).items()},
-        "goals": {"cem_vs_random": GOAL_VS_RANDOM, "cem_vs_ars": GOAL_VS_ARS},
+        "goals": {"cem_vs_random": GOAL_VS_RANDOM, "cem_vs_bare": GOAL_VS_BARE, "cem_vs_ars": GOAL_VS_ARS},
         "profile": outcome["profile"],
         "cpu_us_per_vec_step_inside_outside_share": per_step_rows(measurements),
     }
