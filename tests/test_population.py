@@ -18,7 +18,7 @@ from torch import nn
 from sb3_cemah import CEM
 from sb3_cemah.cem.policies import CEMPolicy
 from sb3_cemah.common.policy_network import FlatPolicyNetwork
-from sb3_cemah.common.population import evaluate_population
+from sb3_cemah.common.population import evaluate_population, vec_env_step
 
 # --------------------------------------------------------------------------------------------------------------
 # FlatPolicyNetwork
@@ -289,6 +289,57 @@ def test_subprocess_vec_env_gives_the_same_returns(fixed_reset_env: Callable) ->
     np.testing.assert_array_equal(result.returns, expected.returns)
     np.testing.assert_array_equal(result.observations, expected.observations)
     np.testing.assert_array_equal(result.step_candidates, expected.step_candidates)
+
+
+class SubclassedDummyVecEnv(DummyVecEnv):
+    """A DummyVecEnv subclass: the evaluator steps it through ``VecEnv.step``, as it would any VecEnv."""
+
+
+def test_plain_dummy_vec_env_steps_as_vec_env_step_does(fixed_reset_env: Callable) -> None:
+    """
+    The evaluator steps a plain DummyVecEnv without SB3's deep copies: every step the hook sees (observations,
+    rewards, dones, infos with Monitor's episode records, ``terminal_observation`` and ``TimeLimit.truncated``), the
+    recorded steps and the VecEnv's own buffers afterwards equal those of ``VecEnv.step``.
+    """
+    env_fns = [lambda: Monitor(fixed_reset_env("CartPole-v1"))] * 3
+    plain, subclassed = DummyVecEnv(env_fns), SubclassedDummyVecEnv(env_fns)
+    assert vec_env_step(subclassed) == subclassed.step and vec_env_step(plain) != plain.step
+    policy = CEMPolicy(plain.observation_space, plain.action_space)
+    weights = cartpole_candidates(policy, n_random=5)  # candidate 2 is truncated at 500 steps
+
+    def run(venv: DummyVecEnv) -> tuple[Any, list[tuple[Any, ...]]]:
+        steps: list[tuple[Any, ...]] = []
+
+        def hook(new_obs: np.ndarray, rewards: np.ndarray, dones: np.ndarray, infos: list, counted: np.ndarray) -> bool:
+            # Monitor's "t" is wall time; every other entry must match.
+            infos = [{key: value for key, value in info.items() if key != "episode"} | episode(info) for info in infos]
+            steps.append((new_obs, rewards, dones, infos, counted))
+            return True
+
+        return evaluate_population(venv, policy, weights, n_episodes=2, record=True, step_hook=hook), steps
+
+    def episode(info: dict) -> dict:
+        return {"episode": {k: v for k, v in info["episode"].items() if k != "t"}} if "episode" in info else {}
+
+    (expected, expected_steps), (result, steps) = run(subclassed), run(plain)
+    np.testing.assert_array_equal(result.returns, expected.returns)
+    np.testing.assert_array_equal(result.observations, expected.observations)
+    assert len(steps) == len(expected_steps) > 500
+    for step, expected_step in zip(steps, expected_steps, strict=True):
+        for value, expected_value in zip(step[:3] + step[4:], expected_step[:3] + expected_step[4:], strict=True):
+            np.testing.assert_array_equal(value, expected_value)
+            assert value.dtype == expected_value.dtype
+        for info, expected_info in zip(step[3], expected_step[3], strict=True):
+            assert info.keys() == expected_info.keys()
+            for key in info:
+                np.testing.assert_array_equal(info[key], expected_info[key])
+    assert any(info["TimeLimit.truncated"] for step in steps for info in step[3])
+    for buffer in ("buf_rews", "buf_dones"):
+        np.testing.assert_array_equal(getattr(plain, buffer), getattr(subclassed, buffer))
+    np.testing.assert_array_equal(plain.buf_obs[None], subclassed.buf_obs[None])
+    action = np.array([0, 1, 1])
+    for value, expected_value in zip(plain.step(action)[:3], subclassed.step(action)[:3], strict=True):
+        np.testing.assert_array_equal(value, expected_value)
 
 
 def test_stochastic_discrete_actions_sample(cartpole_vec: Callable) -> None:

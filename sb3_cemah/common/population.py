@@ -5,6 +5,11 @@ candidate that has episodes left. Every VecEnv step computes the actions of all 
 forward pass over the stacked weights of the candidates they run, so the cost per step does not grow
 with the number of candidates, and ``SubprocVecEnv`` spreads the env steps over cores.
 
+On a plain ``DummyVecEnv`` (what ``make_vec_env`` and rl-zoo3 build when nothing wraps it) the slots are stepped
+as ``DummyVecEnv.step`` does, into its own buffers, but without its deep copies of the observation buffer and of
+every info dict at every step (7 % of a reacher population, as much as the evaluator's own work); the infos are
+the envs' own dicts, fresh at every step. Any other VecEnv is stepped through ``VecEnv.step``.
+
 Returns are the env's own: under ``VecNormalize`` (rl-zoo3's ``normalize: true``) candidates are ranked on
 the original rewards (``get_original_reward``), not on normalised ones whose scale drifts as the running
 statistics change within a population.
@@ -12,13 +17,15 @@ statistics change within a population.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, unwrap_vec_normalize
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from sb3_cemah.common.policy_network import FlatPolicyNetwork
 
@@ -125,6 +132,7 @@ def evaluate_population(
     recorded_candidates: list[np.ndarray] = []
     recorded_original_obs: list[np.ndarray] = []
     vec_normalize = unwrap_vec_normalize(env)
+    step = vec_env_step(env)
 
     # Each slot's weights live in one tensor whose rows change only when a slot takes a new candidate; its
     # per-layer views are split once, so a step costs one batched forward pass and no gathering.
@@ -153,7 +161,7 @@ def evaluate_population(
                     assert isinstance(original_obs, np.ndarray), "Dict observations are not supported"
                     recorded_original_obs.append(original_obs[taken].copy())
 
-            new_obs, rewards, dones, infos = env.step(policy.actions_to_env(actions))
+            new_obs, rewards, dones, infos = step(policy.actions_to_env(actions))
             assert isinstance(new_obs, np.ndarray)
             _check_finite(new_obs, "observation")
             _check_finite(rewards, "reward")
@@ -199,6 +207,40 @@ def evaluate_population(
         if vec_normalize is not None:
             result.original_observations = np.concatenate(recorded_original_obs)
     return result
+
+
+def vec_env_step(env: VecEnv) -> Callable[[np.ndarray], VecEnvStepReturn]:
+    """
+    How the evaluator steps ``env``: ``env.step``, or for a plain ``DummyVecEnv`` of array observations (not a
+    subclass, which may override its step) :func:`_step_dummy_vec_env`.
+    """
+    if type(env) is DummyVecEnv and list(env.buf_obs) == [None]:
+        return functools.partial(_step_dummy_vec_env, env)
+    return env.step
+
+
+def _step_dummy_vec_env(env: DummyVecEnv, actions: np.ndarray) -> VecEnvStepReturn:
+    """
+    ``DummyVecEnv.step`` (SB3 2.x: the same buffers, ``TimeLimit.truncated``, ``terminal_observation`` and
+    auto-reset) without its ``deepcopy`` of the observation buffer and of the infos: the observations are one array
+    copy, the infos a new list of the dicts the envs returned at this step, which the next step does not touch.
+    ``tests/test_population.py`` checks that both give the same steps.
+
+    :param env: A plain DummyVecEnv whose observations are one array.
+    :param actions: One action per slot, shape ``(n_envs, *action_shape)``.
+    :return: Observations ``(n_envs, *obs_shape)``, rewards and dones ``(n_envs,)``, one info dict per slot.
+    """
+    env.actions = actions
+    observations = env.buf_obs[None]  # type: ignore[index]  # SB3 keys a single array observation by None
+    for slot, sub_env in enumerate(env.envs):
+        obs, env.buf_rews[slot], terminated, truncated, env.buf_infos[slot] = sub_env.step(actions[slot])
+        env.buf_dones[slot] = terminated or truncated
+        env.buf_infos[slot]["TimeLimit.truncated"] = truncated and not terminated
+        if env.buf_dones[slot]:
+            env.buf_infos[slot]["terminal_observation"] = obs
+            obs, env.reset_infos[slot] = sub_env.reset()
+        observations[slot] = obs
+    return observations.copy(), env.buf_rews.copy(), env.buf_dones.copy(), list(env.buf_infos)
 
 
 def _check_finite(values: np.ndarray, name: str) -> None:
