@@ -7,8 +7,9 @@ from other jobs on a shared machine hits all four alike):
 
 - ``cem``: ``CEM("MlpPolicy", env)`` with its default hyper-parameters on ``n_envs`` ``DummyVecEnv`` slots
   (``make_vec_env``), ``--iterations`` populations per repetition;
-- ``random``: the same VecEnv stepping uniformly random actions, drawn in advance (outside the timing) so
-  that the baseline is the VecEnv alone: the rate no policy-search method on this VecEnv can beat;
+- ``random``: the same VecEnv stepping uniformly random actions through ``VecEnv.step``, drawn in advance (outside
+  the timing), so that the baseline is the VecEnv alone as every SB3 algorithm steps it (CEM's evaluator steps a
+  plain DummyVecEnv without SB3's deep copies, see :mod:`sb3_cemah.common.population`, so it can exceed it);
 - ``bare``: one env from ``gymnasium.make`` (no Monitor, no VecEnv) stepping random actions drawn in advance,
   reset when an episode ends: the env's own rate (issue 11's second goal);
 - ``ars``: ``ARS("LinearPolicy", env)`` with its default hyper-parameters on a one-slot VecEnv, its intended
@@ -18,9 +19,9 @@ from other jobs on a shared machine hits all four alike):
 Rates count env steps as SB3's ``num_timesteps`` does (every slot of every VecEnv step). CEM's slots that
 have no candidate left at the end of a population still step; the ``cem_useful`` rate counts only the
 candidates' own steps. Each measurement records this process's CPU time and the wall-clock time: on a
-machine shared with other jobs the CPU time is the robust one, and the goals are judged on it. The VecEnv's
-``step_wait`` is timed on its own, which splits CEM's CPU time per VecEnv step into the envs' part and
-CEM's own (policy, bookkeeping, callback). Unless ``--no-profile``, one more CEM population runs under
+machine shared with other jobs the CPU time is the robust one. The envs' own ``step`` (Monitor included) is timed
+on its own in every method but ARS, which splits the CPU time per VecEnv step into the envs' part and the rest
+(the VecEnv's bookkeeping, CEM's policy and callback). Unless ``--no-profile``, one more CEM population runs under
 cProfile and the README lists where its time goes.
 
 Run ``python -m benchmarks.throughput --help`` for the options.
@@ -46,11 +47,11 @@ from benchmarks.common import CEM_ENV_SETTINGS, Stopwatch, format_spread, markdo
 from sb3_cemah import CEM
 from sb3_cemah.common.population import PopulationResult
 
-# Issue 2's goals.
-GOAL_VS_RANDOM = 0.8
-GOAL_VS_ARS = 2.0
-# Issue 11's goal against one bare env's own rate.
+# Issue 11's goals against the same VecEnv stepping random actions and one bare env's own rate (issue 2 asked for
+# 0.8 of the random rate), and issue 2's against sb3-contrib's ARS.
+GOAL_VS_RANDOM = 0.85
 GOAL_VS_BARE = 0.8
+GOAL_VS_ARS = 2.0
 METHODS = ("cem", "random", "bare", "ars")
 
 
@@ -64,40 +65,45 @@ class Measurement:
     useful_steps: int
     seconds: float
     cpu_seconds: float
-    # CPU seconds spent inside the VecEnv's step_wait (the envs and Monitor) and number of VecEnv steps; for
-    # ARS, whose env is not instrumented, NaN and 0.
+    # CPU seconds spent inside the envs' own step (Monitor included) and number of VecEnv steps (of one env for
+    # ``bare``); for ARS, whose env is not instrumented, NaN and 0.
     env_cpu_seconds: float = float("nan")
     vec_steps: int = 0
 
 
-class StepWaitTimer:
+class EnvStepTimer:
     """
-    Adds up the CPU time of a VecEnv's ``step_wait`` (the envs' own work). Installed on the instance, so that
-    ``VecEnv.step`` calls it without any wrapper in between (no change to what the algorithm sees). It costs
-    two ``time.process_time`` calls per VecEnv step (~2 µs each here), counted in both CEM's and the random
-    baseline's time; ``remove`` takes it off (cProfile misattributes time to those calls on a loaded VM).
+    Adds up the CPU time of the envs' own ``step`` (Monitor included), whichever way they are stepped (``VecEnv.step``
+    or the evaluator's copy-free step of a plain DummyVecEnv). Installed on the env instances, so that nothing between
+    the caller and the envs changes. It costs two ``time.process_time`` calls per env step (~1 µs each here), paid by
+    every instrumented method alike; ``remove`` takes it off (cProfile misattributes time to those calls on a loaded VM).
+
+    :param envs: The envs to time (a DummyVecEnv's ``envs``, or one bare env).
     """
 
-    def __init__(self, env: VecEnv):
+    def __init__(self, envs: list[Any]):
         self.cpu_seconds = 0.0
         self.calls = 0
-        self.env = env
-        step_wait = env.step_wait
+        self.envs = envs
+        for env in envs:
+            env.step = self._timed(env.step)
 
-        def timed_step_wait() -> Any:
+    def _timed(self, step: Any) -> Any:
+        def timed_step(action: Any) -> Any:
             start = time.process_time()
-            result = step_wait()
+            result = step(action)
             self.cpu_seconds += time.process_time() - start
             self.calls += 1
             return result
 
-        env.step_wait = timed_step_wait  # type: ignore[method-assign]
+        return timed_step
 
     def snapshot(self) -> tuple[float, int]:
         return self.cpu_seconds, self.calls
 
     def remove(self) -> None:
-        del self.env.step_wait  # the instance attribute: the class's step_wait shows through again
+        for env in self.envs:
+            del env.step  # the instance attribute: the class's step shows through again
 
 
 class StepCountingCEM(CEM):
@@ -110,7 +116,7 @@ class StepCountingCEM(CEM):
         super().train(weights, result)
 
 
-def time_cem(model: StepCountingCEM, timer: StepWaitTimer, n_iterations: int, repetition: int) -> Measurement:
+def time_cem(model: StepCountingCEM, timer: EnvStepTimer, n_iterations: int, repetition: int) -> Measurement:
     """Run ``n_iterations`` populations (``learn(1)`` runs exactly one) and time them together."""
     steps_before, useful_before = model.num_timesteps, model.candidate_steps
     env_cpu_before, calls_before = timer.snapshot()
@@ -120,7 +126,8 @@ def time_cem(model: StepCountingCEM, timer: StepWaitTimer, n_iterations: int, re
     env_steps = model.num_timesteps - steps_before
     useful_steps = model.candidate_steps - useful_before
     env_cpu, calls = (after - before for after, before in zip(timer.snapshot(), (env_cpu_before, calls_before), strict=True))
-    return Measurement(repetition, "cem", env_steps, useful_steps, watch.wall, watch.cpu, env_cpu, int(calls))
+    n_vec_steps = int(calls) // len(timer.envs)
+    return Measurement(repetition, "cem", env_steps, useful_steps, watch.wall, watch.cpu, env_cpu, n_vec_steps)
 
 
 def random_actions(action_space: spaces.Space, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -132,7 +139,7 @@ def random_actions(action_space: spaces.Space, shape: tuple[int, ...], rng: np.r
     return rng.uniform(low, high, size=(*shape, *low.shape)).astype(action_space.dtype)
 
 
-def time_random(env: VecEnv, timer: StepWaitTimer, n_env_steps: int, rng: np.random.Generator, repetition: int) -> Measurement:
+def time_random(env: VecEnv, timer: EnvStepTimer, n_env_steps: int, rng: np.random.Generator, repetition: int) -> Measurement:
     """Step the VecEnv with uniform random actions drawn beforehand (the drawing is not timed)."""
     n_vec_steps = -(-n_env_steps // env.num_envs)
     actions = random_actions(env.action_space, (n_vec_steps, env.num_envs), rng)
@@ -146,16 +153,18 @@ def time_random(env: VecEnv, timer: StepWaitTimer, n_env_steps: int, rng: np.ran
     return Measurement(repetition, "random", n_steps, n_steps, watch.wall, watch.cpu, env_cpu, n_vec_steps)
 
 
-def time_bare(env: Any, n_env_steps: int, rng: np.random.Generator, repetition: int) -> Measurement:
+def time_bare(env: Any, timer: EnvStepTimer, n_env_steps: int, rng: np.random.Generator, repetition: int) -> Measurement:
     """Step one bare env with uniform random actions drawn beforehand, resetting it when an episode ends."""
     actions = random_actions(env.action_space, (n_env_steps,), rng)
     env.reset()
+    env_cpu_before = timer.cpu_seconds
     with Stopwatch() as watch:
         for action in actions:
             _, _, terminated, truncated, _ = env.step(action)
             if terminated or truncated:
                 env.reset()
-    return Measurement(repetition, "bare", n_env_steps, n_env_steps, watch.wall, watch.cpu)
+    env_cpu = timer.cpu_seconds - env_cpu_before
+    return Measurement(repetition, "bare", n_env_steps, n_env_steps, watch.wall, watch.cpu, env_cpu, n_env_steps)
 
 
 def time_ars(model: Any, n_env_steps: int, repetition: int) -> Measurement:
@@ -193,8 +202,9 @@ def profile_cem(model: StepCountingCEM, output: pathlib.Path, n_top: int = 25) -
     ]
     # Cumulative time of named functions, to split a VecEnv step from CEM's own per-step work.
     watched = {
-        "DummyVecEnv.step_wait (the envs, incl. Monitor)": ("dummy_vec_env.py", "step_wait"),
-        "FlatPolicyNetwork.forward (batched policy)": ("policy_network.py", "forward"),
+        "the envs' step (incl. Monitor)": ("monitor.py", "step"),
+        "the evaluator's DummyVecEnv step (envs + bookkeeping)": ("population.py", "_step_dummy_vec_env"),
+        "FlatPolicyNetwork.forward_layers (batched policy)": ("policy_network.py", "forward_layers"),
         "CEMPolicy.obs_to_features": ("policies.py", "obs_to_features"),
         "CEMPolicy.outputs_to_actions": ("policies.py", "outputs_to_actions"),
         "CEMPolicy.actions_to_env": ("policies.py", "actions_to_env"),
@@ -217,11 +227,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from sb3_contrib import ARS
 
     env = common.make_quiet_vec_env(args.env, args.n_envs, args.seed)
-    timer = StepWaitTimer(env)
+    timer = EnvStepTimer(env.envs)
     settings = CEM_ENV_SETTINGS.get(args.env, {})
     cem = StepCountingCEM("MlpPolicy", env, population_size=args.population_size, seed=args.seed, **settings)
     ars = ARS("LinearPolicy", common.make_quiet_vec_env(args.env, 1, args.seed), seed=args.seed)
     bare_env = common.make_quiet_env(args.env, args.seed)
+    bare_timer = EnvStepTimer([bare_env])
     rng = np.random.default_rng(args.seed)
 
     # Warm-up (first calls allocate, import and connect lazily); it also gives CEM's steps per population,
@@ -230,7 +241,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     steps_per_population = cem.num_timesteps
     ars.learn(1)
     time_random(env, timer, 10 * args.n_envs, rng, repetition=-1)
-    time_bare(bare_env, 10, rng, repetition=-1)
+    time_bare(bare_env, bare_timer, 10, rng, repetition=-1)
     n_env_steps = steps_per_population * args.iterations
 
     measurements: list[Measurement] = []
@@ -240,7 +251,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         elif method == "random":
             measurement = time_random(env, timer, n_env_steps, rng, repetition)
         elif method == "bare":
-            measurement = time_bare(bare_env, n_env_steps, rng, repetition)
+            measurement = time_bare(bare_env, bare_timer, n_env_steps, rng, repetition)
         else:
             measurement = time_ars(ars, n_env_steps, repetition)
         measurements.append(measurement)
@@ -252,6 +263,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         )
 
     timer.remove()
+    bare_timer.remove()
     profile = None if args.no_profile else profile_cem(cem, args.output)
     env.close()
     bare_env.close()
@@ -344,7 +356,7 @@ def tables(measurements: list[Measurement], profile: dict[str, Any] | None) -> d
             ratio_rows,
         ),
         "per_step": markdown_table(
-            ["method", "inside step_wait (µs)", "outside (µs)", "share of CPU inside the envs"],
+            ["method", "inside the envs' step (µs)", "outside (µs)", "share of CPU inside the envs"],
             [[method, *cells] for method, cells in per_step_rows(measurements).items()],
         ),
     }
@@ -365,10 +377,12 @@ def tables(measurements: list[Measurement], profile: dict[str, Any] | None) -> d
 
 
 def per_step_rows(measurements: list[Measurement]) -> dict[str, list[str]]:
-    """Per method with an instrumented VecEnv: CPU µs per VecEnv step inside and outside ``step_wait``."""
+    """Per instrumented method: CPU µs per VecEnv step (per env step for ``bare``) inside and outside the envs' step."""
     rows = {}
-    for method in ("cem", "random"):
+    for method in ("cem", "random", "bare"):
         selected = [m for m in measurements if m.method == method and m.vec_steps > 0]
+        if not selected:  # not measured (runs recorded before the bare env joined)
+            continue
         inside = [1e6 * m.env_cpu_seconds / m.vec_steps for m in selected]
         outside = [1e6 * (m.cpu_seconds - m.env_cpu_seconds) / m.vec_steps for m in selected]
         share = [m.env_cpu_seconds / m.cpu_seconds for m in selected]
