@@ -231,15 +231,17 @@ def summary_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
                 f"{means['ensemble']:.1f}",
                 _draws_cell(means),
                 f"{np.median(members):.1f} [{min(members):.1f}, {max(members):.1f}]",
-                " / ".join(
-                    f"{means[f'ensemble_{method}']:.1f}"
-                    for method in (*ENSEMBLE_METHODS, "softmax_sum")
-                    if f"ensemble_{method}" in means
-                ),
+                _methods_cell(means),
                 f"{result['train_seconds'] / max(result['learn_seconds'] - result['train_seconds'], 1e-9):.2f}",
             ]
         )
     return rows
+
+
+def _methods_cell(means: dict[str, float]) -> str:
+    """The ensemble's return by combination (``-`` for one the run was evaluated before it existed)."""
+    methods = DISCRETE_ENSEMBLE_METHODS if "ensemble_softmax_sum" in means else ENSEMBLE_METHODS
+    return " / ".join(f"{means[f'ensemble_{method}']:.1f}" if f"ensemble_{method}" in means else "-" for method in methods)
 
 
 def _draws_cell(means: dict[str, float]) -> str:
@@ -250,20 +252,33 @@ def _draws_cell(means: dict[str, float]) -> str:
     return f"{np.median(draws):.1f} [{min(draws):.1f}, {max(draws):.1f}] / {means[f'ensemble_k{LARGE_ENSEMBLE}']:.1f}"
 
 
-def add_draws(out: pathlib.Path, args: argparse.Namespace) -> None:
-    """Add the other-draw ensembles (:func:`draw_returns`) to every result in ``out`` whose saved model is kept."""
+def add_missing_returns(out: pathlib.Path, args: argparse.Namespace) -> None:
+    """
+    Add to every result in ``out`` whose saved model is kept what it was written without: the other-draw
+    ensembles (:func:`draw_returns`) and the ensemble combinations added to :data:`ENSEMBLE_METHODS` since.
+    """
     for path in sorted((out / "results").glob("*.json")):
         result = json.loads(path.read_text())
         model_path = out / "models" / f"{path.stem}.zip"
-        if "ensemble_draw_1" in result["returns"] or not model_path.exists():
+        if not model_path.exists():
             continue
         model = CEMAH.load(model_path, device="cpu")
         # As the run was tested (files written before the field existed were tested with greedy actions).
         deterministic = result.get("deterministic", True)
-        result["returns"].update(draw_returns(model, result["env"], args.episodes, args.eval_seed, deterministic))
+        added = {}
+        if "ensemble_draw_1" not in result["returns"]:
+            added.update(draw_returns(model, result["env"], args.episodes, args.eval_seed, deterministic))
+        for method in DISCRETE_ENSEMBLE_METHODS if model.policy.is_discrete else ENSEMBLE_METHODS:
+            if f"ensemble_{method}" not in result["returns"]:
+                model.policy.ensemble_method = method
+                returns = ensemble_returns(model, result["env"], args.episodes, args.eval_seed, deterministic)
+                added[f"ensemble_{method}"] = returns
+        if not added:
+            continue
+        result["returns"].update(added)
         result.setdefault("later_commands", []).append(command_line("benchmarks.imitation"))
         write_json(path, result)
-        print(f"{path.name}: other draws added", flush=True)
+        print(f"{path.name}: added {', '.join(added)}", flush=True)
 
 
 HEADERS = [
@@ -302,15 +317,18 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10, help="Seeded test episodes per policy.")
     parser.add_argument("--eval-seed", type=int, default=1000)
     parser.add_argument(
+        "--add-missing",
         "--add-draws",
+        dest="add_missing",
         action="store_true",
-        help="Add the other-draw ensembles to the results in --out whose model is kept (after training --env, if given).",
+        help="Add the other-draw ensembles and newer ensemble combinations to the results in --out whose model is kept"
+        " (after training --env, if given).",
     )
     parser.add_argument("--stochastic", dest="deterministic", action="store_false", help="Sample discrete actions.")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("docs/benchmarks/imitation"))
     args = parser.parse_args()
-    if not args.add_draws and (not args.env or args.steps is None):
-        parser.error("--env and --steps are required (except with --add-draws)")
+    if not args.add_missing and (not args.env or args.steps is None):
+        parser.error("--env and --steps are required (except with --add-missing)")
     args.params = parse_params(args.params)
     set_torch_threads(1)
     with quiet_native_stdout():
@@ -325,8 +343,8 @@ def main() -> None:
             result["machine"] = machine_description()
             write_json(path, result)
             print(markdown_table(HEADERS, summary_rows([result])), flush=True)
-    if args.add_draws:
-        add_draws(args.out, args)
+    if args.add_missing:
+        add_missing_returns(args.out, args)
     results = [json.loads(path.read_text()) for path in sorted((args.out / "results").glob("*.json"))]
     table = markdown_table(HEADERS, summary_rows(results))
     print(table)

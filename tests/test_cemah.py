@@ -715,6 +715,11 @@ def test_box_ensemble_combinations() -> None:
     th.testing.assert_close(combine("median"), th.tensor([[0.5], [0.1]]))
     th.testing.assert_close(combine("medoid"), th.tensor([[0.5], [0.1]]))  # the member closest to the others
     th.testing.assert_close(combine("mean_preactivation"), th.tanh(preactivations.mean(dim=0)))
+    # Five members, two groups: the half nearest the medoid (0.3; 0.2) is averaged, the other group is left out.
+    five = th.tensor([[[0.5], [0.0]], [[0.6], [0.1]], [[-0.9], [0.8]], [[0.3], [0.2]], [[-0.8], [0.9]]])
+    th.testing.assert_close(
+        combine_box_actions(th.atanh(five), "medoid_half", features, discriminator), th.tensor([[0.4], [0.15]])
+    )
     weighted = combine("discriminator")  # a convex combination of the members' actions, state by state
     assert ((weighted >= actions.min(dim=0).values - 1e-6) & (weighted <= actions.max(dim=0).values + 1e-6)).all()
 

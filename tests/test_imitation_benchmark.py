@@ -19,7 +19,7 @@ def run_main(monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
     imitation.main()
 
 
-def test_run_then_add_draws_reproduces_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_then_add_missing_reproduces_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_main(
         monkeypatch,
         *("--env", "CartPole-v1", "--steps", "3000", "--seeds", "0", "--n-envs", "2", "--episodes", str(EPISODES)),
@@ -32,15 +32,15 @@ def test_run_then_add_draws_reproduces_them(tmp_path: Path, monkeypatch: pytest.
         assert len(returns[name]) == EPISODES and np.all(np.asarray(returns[name]) >= 1.0), name
     assert "other draws" in (tmp_path / "README.md").read_text()
 
-    # A result written without the draws gets the same ones from its kept model.
+    # A result written without the draws, or before a combination existed, gets the same returns from its kept model.
     result = json.loads(path.read_text())
-    for name in [*draws, f"ensemble_k{imitation.LARGE_ENSEMBLE}"]:
+    for name in [*draws, f"ensemble_k{imitation.LARGE_ENSEMBLE}", "ensemble_softmax_sum"]:
         del result["returns"][name]
     path.write_text(json.dumps(result))
-    run_main(monkeypatch, "--add-draws", "--episodes", str(EPISODES), "--out", str(tmp_path))
+    run_main(monkeypatch, "--add-missing", "--episodes", str(EPISODES), "--out", str(tmp_path))
     assert json.loads(path.read_text())["returns"] == returns
 
 
-def test_env_and_steps_are_required_without_add_draws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_env_and_steps_are_required_without_add_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         run_main(monkeypatch, "--env", "CartPole-v1", "--out", str(tmp_path))

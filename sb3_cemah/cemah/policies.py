@@ -15,7 +15,7 @@ from sb3_cemah.cemah.networks import Discriminator, HyperNetwork
 __all__ = ["DISCRETE_ENSEMBLE_METHODS", "ENSEMBLE_METHODS", "CEMAHPolicy", "MlpPolicy", "combine_box_actions"]
 
 # How the test-time ensemble combines its members' Box actions (see combine_box_actions).
-ENSEMBLE_METHODS = ("mean", "mean_preactivation", "median", "medoid", "discriminator")
+ENSEMBLE_METHODS = ("mean", "mean_preactivation", "median", "medoid", "medoid_half", "discriminator")
 # How it combines their discrete action probabilities: their ``mean`` (the authors' code), or the paper's
 # ``softmax_sum``, softmax of their sum, which sharpens with the number of members (near-greedy for 100).
 DISCRETE_ENSEMBLE_METHODS = ("mean", "softmax_sum")
@@ -203,6 +203,9 @@ def combine_box_actions(
     - ``median``: per action dimension.
     - ``medoid``: per state, the action of the member closest (L2, summed over the others) to all other
       members: an action some member really takes, from the largest group of members that agree.
+    - ``medoid_half``: per state, the mean action of the half of the members closest to that medoid: the
+      average within the largest group of members that agree, so that members imitating another gait (or none)
+      do not pull the action between two gaits.
     - ``discriminator``: average weighted by ``softmax`` of the discriminator's logit of each ``<s, a_k>``
       (the paper's suggested weighted average; the discriminator must have been trained).
 
@@ -219,10 +222,15 @@ def combine_box_actions(
         return actions.mean(dim=0)
     if method == "median":
         return actions.median(dim=0).values
-    if method == "medoid":
+    if method in ("medoid", "medoid_half"):
         by_state = actions.transpose(0, 1)  # (batch, n_members, action_dim)
-        closest = th.cdist(by_state, by_state).sum(dim=-1).argmin(dim=-1)
-        return by_state[th.arange(by_state.shape[0], device=actions.device), closest]
+        distances = th.cdist(by_state, by_state)  # (batch, n_members, n_members)
+        states = th.arange(by_state.shape[0], device=actions.device)
+        medoid = distances.sum(dim=-1).argmin(dim=-1)
+        if method == "medoid":
+            return by_state[states, medoid]
+        nearest = distances[states, medoid].topk(max(1, by_state.shape[1] // 2), dim=-1, largest=False).indices
+        return th.gather(by_state, 1, nearest.unsqueeze(-1).expand(-1, -1, by_state.shape[-1])).mean(dim=1)
     n_members, batch, _ = actions.shape
     was_training = discriminator.training
     discriminator.eval()
