@@ -26,7 +26,7 @@ import ast
 import json
 import pathlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 import gymnasium as gym
@@ -147,12 +147,26 @@ def evaluate(model: CEMAH, env_id: str, last_population: tuple[th.Tensor, Popula
     elite_ensemble = ensemble_actor(model, elites, args.deterministic)
     returns["elite_ensemble"] = seeded_returns(env_id, elite_ensemble, 1, args.episodes, args.eval_seed)[0].tolist()
     returns["ensemble"] = ensemble_returns(model, env_id, args.episodes, args.eval_seed, args.deterministic)
-    configured = model.policy.ensemble_method
-    for method in DISCRETE_ENSEMBLE_METHODS if model.policy.is_discrete else ENSEMBLE_METHODS:
-        model.policy.ensemble_method = method
-        returns[f"ensemble_{method}"] = ensemble_returns(model, env_id, args.episodes, args.eval_seed, args.deterministic)
-    model.policy.ensemble_method = configured
+    returns.update(combination_returns(model, env_id, args.episodes, args.eval_seed, args.deterministic))
     returns.update(draw_returns(model, env_id, args.episodes, args.eval_seed, args.deterministic))
+    return returns
+
+
+def combination_returns(
+    model: CEMAH, env_id: str, n_episodes: int, eval_seed: int, deterministic: bool = True, skip: Container[str] = ()
+) -> dict[str, list[float]]:
+    """
+    ``ensemble_{method}``: returns of ``model.predict`` with each ensemble combination for the model's action space
+    (those named in ``skip`` left out), on the seeded episodes; the configured combination is restored.
+    """
+    policy = model.policy
+    configured = policy.ensemble_method
+    returns = {}
+    for method in DISCRETE_ENSEMBLE_METHODS if policy.is_discrete else ENSEMBLE_METHODS:
+        if f"ensemble_{method}" not in skip:
+            policy.ensemble_method = method
+            returns[f"ensemble_{method}"] = ensemble_returns(model, env_id, n_episodes, eval_seed, deterministic)
+    policy.ensemble_method = configured
     return returns
 
 
@@ -265,14 +279,10 @@ def add_missing_returns(out: pathlib.Path, args: argparse.Namespace) -> None:
         model = CEMAH.load(model_path, device="cpu")
         # As the run was tested (files written before the field existed were tested with greedy actions).
         deterministic = result.get("deterministic", True)
-        added = {}
+        episodes = (result["env"], args.episodes, args.eval_seed, deterministic)
+        added = combination_returns(model, *episodes, skip=result["returns"])
         if "ensemble_draw_1" not in result["returns"]:
-            added.update(draw_returns(model, result["env"], args.episodes, args.eval_seed, deterministic))
-        for method in DISCRETE_ENSEMBLE_METHODS if model.policy.is_discrete else ENSEMBLE_METHODS:
-            if f"ensemble_{method}" not in result["returns"]:
-                model.policy.ensemble_method = method
-                returns = ensemble_returns(model, result["env"], args.episodes, args.eval_seed, deterministic)
-                added[f"ensemble_{method}"] = returns
+            added.update(draw_returns(model, *episodes))
         if not added:
             continue
         result["returns"].update(added)
