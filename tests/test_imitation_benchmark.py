@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import imitation
+from benchmarks import imitation, imitation_combinations
 
 EPISODES = 3
 
@@ -44,3 +44,24 @@ def test_run_then_add_missing_reproduces_them(tmp_path: Path, monkeypatch: pytes
 def test_env_and_steps_are_required_without_add_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         run_main(monkeypatch, "--env", "CartPole-v1", "--out", str(tmp_path))
+
+
+def test_combination_rows_compare_each_combination_with_the_guide(tmp_path: Path) -> None:
+    """Two runs written as benchmarks.imitation writes them: means, runs at the guide and the worst ratio by hand."""
+    for seed, (guide, mean, median) in enumerate([(100.0, 50.0, 120.0), (200.0, 300.0, 200.0)]):
+        result = {"env": "E-v0", "config": "defaults", "seed": seed}
+        result["returns"] = {
+            "guide": [guide, guide],
+            "ensemble_mean": [mean, mean],
+            "ensemble_median": [median - 1, median + 1],
+        }
+        (tmp_path / "results").mkdir(exist_ok=True)
+        (tmp_path / "results" / f"defaults_E-v0_{seed}.json").write_text(json.dumps(result))
+    (runs,) = imitation_combinations.load_runs([tmp_path], envs=None).values()
+    rows = imitation_combinations.combination_rows(runs)
+    assert rows == [
+        ["guide", "150.0", "", "", "100 / 200"],
+        ["mean", "175.0", "1/2", "0.50", "50 / 300"],
+        ["median", "160.0", "2/2", "1.00", "120 / 200"],
+    ]
+    assert imitation_combinations.load_runs([tmp_path], envs=["Other-v0"]) == {}
