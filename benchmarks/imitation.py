@@ -307,6 +307,11 @@ HEADERS = [
 ]
 
 
+def load_results(out: pathlib.Path) -> list[dict[str, Any]]:
+    """The results written to ``out`` (one JSON per config, env and seed), in file-name order."""
+    return [json.loads(path.read_text()) for path in sorted((out / "results").glob("*.json"))]
+
+
 def parse_params(pairs: list[str]) -> dict[str, Any]:
     """``key=value`` pairs, values as Python literals (``use_discriminator=False``, ``policy_kwargs={...}``)."""
     params = {}
@@ -355,7 +360,7 @@ def main() -> None:
             print(markdown_table(HEADERS, summary_rows([result])), flush=True)
     if args.add_missing:
         add_missing_returns(args.out, args)
-    results = [json.loads(path.read_text()) for path in sorted((args.out / "results").glob("*.json"))]
+    results = load_results(args.out)
     table = markdown_table(HEADERS, summary_rows(results))
     print(table)
     fill_readme(args.out / "README.md", "CEM-AH imitation diagnostic", {"results": table})

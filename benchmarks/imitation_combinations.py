@@ -11,22 +11,24 @@ many runs it reaches the guide, and its worst ratio to the guide. Example::
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
+from benchmarks.common import markdown_table
+from benchmarks.imitation import load_results
 from sb3_cemah.cemah.policies import ENSEMBLE_METHODS
+
+HEADERS = ["combination", "mean return", "runs >= guide", "worst ratio to the guide", "per run"]
 
 
 def load_runs(folders: list[pathlib.Path], envs: list[str] | None) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """The results of every folder's ``results/*.json``, grouped by (env, config), seeds in file order."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for folder in folders:
-        for path in sorted((folder / "results").glob("*.json")):
-            result = json.loads(path.read_text())
+        for result in load_results(folder):
             if envs is None or result["env"] in envs:
                 groups[(result["env"], result["config"])].append(result)
     return groups
@@ -63,10 +65,7 @@ def main() -> None:
     for (env, config), runs in sorted(load_runs(args.folders, args.envs).items()):
         seeds = ", ".join(str(run["seed"]) for run in runs)
         print(f"\n**{env}**, config `{config}`, {len(runs)} runs (seeds {seeds}):\n")
-        print("| combination | mean return | runs >= guide | worst ratio to the guide | per run |")
-        print("|---|---|---|---|---|")
-        for row in combination_rows(runs):
-            print("| " + " | ".join(row) + " |")
+        print(markdown_table(HEADERS, combination_rows(runs)))
 
 
 if __name__ == "__main__":
