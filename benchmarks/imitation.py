@@ -137,7 +137,7 @@ def evaluate(model: CEMAH, env_id: str, last_population: tuple[th.Tensor, Popula
     """
     weights, result = last_population
     members = model.policy.fixed_ensemble_weights()[:MEMBERS_TESTED]
-    elites = weights[th.as_tensor(model._elite_indices(result.returns), device=weights.device)]
+    elites = weights[th.as_tensor(model._elite_indices(result), device=weights.device)]
     flat = th.cat([model.policy.mean[None], elites, members])
     flat_returns = seeded_returns(
         env_id, flat_policies_actor(model, flat, args.episodes, args.deterministic), len(flat), args.episodes, args.eval_seed

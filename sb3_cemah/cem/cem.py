@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import pathlib
 import sys
@@ -49,6 +50,10 @@ class CEM(BaseAlgorithm):
     :param elite_frac: Fraction of the population kept as elites, in (0, 1]; ``round(elite_frac * population_size)``
         must be at least 2 (the std is fitted to the elites' spread).
     :param n_eval_episodes: Episodes per candidate; its return is the mean over them.
+    :param alive_bonus_offset: Constant added to the reward at every step when the candidates are ranked (their
+        return plus ``alive_bonus_offset`` times their episode length), to cancel out alive bonuses, as sb3-contrib's
+        ARS does (-1 on Hopper, whose healthy reward is 1 per step): standing still for the whole episode then no
+        longer outranks moving forward. The logged returns and Monitor's episodes keep the env's own rewards.
     :param initial_std: Initial standard deviation of every weight (the mean starts at 0).
     :param extra_noise: Extra variance added to the refitted variance, decaying linearly by ``extra_noise_decay``
         per iteration (Szita & Lorincz, 2006: "noisy CEM"); 0 disables it.
@@ -88,6 +93,7 @@ class CEM(BaseAlgorithm):
         population_size: int = 100,
         elite_frac: float = 0.1,
         n_eval_episodes: int = 1,
+        alive_bonus_offset: float = 0.0,
         initial_std: float = 1.0,
         extra_noise: float = 0.0,
         extra_noise_decay: float = 0.0,
@@ -123,6 +129,7 @@ class CEM(BaseAlgorithm):
         self.population_size = population_size
         self.elite_frac = elite_frac
         self.n_eval_episodes = n_eval_episodes
+        self.alive_bonus_offset = alive_bonus_offset
         self.initial_std = initial_std
         self.extra_noise = extra_noise
         self.extra_noise_decay = extra_noise_decay
@@ -164,6 +171,7 @@ class CEM(BaseAlgorithm):
                 "so that every later iteration would evaluate the same policy",
             ),
             (isinstance(self.n_eval_episodes, Integral) and self.n_eval_episodes >= 1, "n_eval_episodes must be an int >= 1"),
+            (math.isfinite(self.alive_bonus_offset), "alive_bonus_offset must be a finite number"),
             (self.initial_std > 0.0, "initial_std must be > 0"),
             (self.extra_noise >= 0.0 and self.extra_noise_decay >= 0.0, "extra_noise and extra_noise_decay must be >= 0"),
             (self.min_std >= 0.0, "min_std must be >= 0"),
@@ -346,13 +354,17 @@ class CEM(BaseAlgorithm):
             th.manual_seed(seed)
             yield
 
-    def _recorded_candidates(self, returns: np.ndarray) -> np.ndarray:
+    def _recorded_candidates(self, result: PopulationResult) -> np.ndarray:
         """The candidates whose steps a recording evaluation keeps (the elites; subclasses may want more)."""
-        return self._elite_indices(returns)
+        return self._elite_indices(result)
 
-    def _elite_indices(self, returns: np.ndarray) -> np.ndarray:
-        """Indices of the ``n_elite`` highest returns, best first (ties keep the lower index, for reproducibility)."""
-        return np.argsort(-returns, kind="stable")[: self.n_elite]
+    def _fitness(self, result: PopulationResult) -> np.ndarray:
+        """What the candidates are ranked on: return + ``alive_bonus_offset`` * episode length, ``(n_candidates,)``."""
+        return result.returns + self.alive_bonus_offset * result.episode_lengths
+
+    def _elite_indices(self, result: PopulationResult) -> np.ndarray:
+        """Indices of the ``n_elite`` fittest candidates, best first (ties keep the lower index, for reproducibility)."""
+        return np.argsort(-self._fitness(result), kind="stable")[: self.n_elite]
 
     def train(self, weights: th.Tensor, result: PopulationResult) -> None:
         """
@@ -361,7 +373,7 @@ class CEM(BaseAlgorithm):
         :param weights: The evaluated candidates, shape ``(population_size, n_params)``.
         :param result: Their evaluation.
         """
-        elite = self._elite_indices(result.returns)
+        elite = self._elite_indices(result)
         elite_weights = weights[th.as_tensor(elite, device=weights.device)]
         variance = elite_weights.var(dim=0, unbiased=False)
         extra_variance = max(self.extra_noise - self.extra_noise_decay * (self._n_iterations - 1), 0.0)

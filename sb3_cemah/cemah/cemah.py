@@ -127,6 +127,7 @@ class CEMAH(CEM):
     :param population_size: See :class:`CEM`.
     :param elite_frac: See :class:`CEM`.
     :param n_eval_episodes: See :class:`CEM`.
+    :param alive_bonus_offset: See :class:`CEM` (it also sets what the elite buffer compares).
     :param initial_std: See :class:`CEM`.
     :param extra_noise: See :class:`CEM`.
     :param extra_noise_decay: See :class:`CEM`.
@@ -177,6 +178,7 @@ class CEMAH(CEM):
         population_size: int = 100,
         elite_frac: float = 0.1,
         n_eval_episodes: int = 1,
+        alive_bonus_offset: float = 0.0,
         initial_std: float = 1.0,
         extra_noise: float = 0.0,
         extra_noise_decay: float = 0.0,
@@ -219,6 +221,7 @@ class CEMAH(CEM):
             population_size=population_size,
             elite_frac=elite_frac,
             n_eval_episodes=n_eval_episodes,
+            alive_bonus_offset=alive_bonus_offset,
             initial_std=initial_std,
             extra_noise=extra_noise,
             extra_noise_decay=extra_noise_decay,
@@ -363,9 +366,9 @@ class CEMAH(CEM):
         self.logger.record("train/generated_weight_distance", self._generated_weight_distance())
         return pretrain_end - start, adversarial_end - pretrain_end
 
-    def _recorded_candidates(self, returns: np.ndarray) -> np.ndarray:
+    def _recorded_candidates(self, result: PopulationResult) -> np.ndarray:
         # The elites' steps, or every candidate's when the elites label the population's states.
-        return self._elite_indices(returns) if self.imitation_states == "elite" else np.arange(len(returns))
+        return self._elite_indices(result) if self.imitation_states == "elite" else np.arange(len(result.returns))
 
     def _admit_elites(self, weights: th.Tensor, result: PopulationResult) -> bool:
         """
@@ -382,8 +385,8 @@ class CEMAH(CEM):
         # Every iteration, admitted or not: the rollout moved the normalisation statistics (and set_env may have
         # changed the env).
         self.elite_buffer.set_featurizer(self._normalized_features if self._normalizes_observations else None)
-        elite = self._elite_indices(result.returns)
-        recorded = np.isin(result.step_candidates, self._recorded_candidates(result.returns))
+        elite = self._elite_indices(result)
+        recorded = np.isin(result.step_candidates, self._recorded_candidates(result))
         if self._normalizes_observations:
             # The buffer keeps the raw observations (see _normalized_features); the targets come from the features the
             # coming generated policies act on: normalised with the statistics after this rollout, not each step's.
@@ -392,7 +395,8 @@ class CEMAH(CEM):
             features = self._normalized_features(states)
         else:
             features = states = self.policy.obs_to_features(result.observations[recorded])
-        elite_return = float(np.mean(result.returns[elite]))
+        # The buffer compares what the elites were chosen on (with alive_bonus_offset, not the return itself).
+        elite_return = float(np.mean(self._fitness(result)[elite]))
         if self.imitation_states == "elite":
             candidates = result.step_candidates[recorded]
             if self.imitation_target == "action":

@@ -36,7 +36,7 @@ class PopulationEvaluator(Protocol):
         deterministic: bool,
         seed: int,
         step_hook: StepHook,
-        select_recorded: Callable[[np.ndarray], np.ndarray] | None,
+        select_recorded: Callable[[PopulationResult], np.ndarray] | None,
     ) -> PopulationResult: ...
 
     def close(self) -> None: ...
@@ -61,7 +61,7 @@ class LocalEvaluator:
         deterministic: bool,
         seed: int,
         step_hook: StepHook,
-        select_recorded: Callable[[np.ndarray], np.ndarray] | None,
+        select_recorded: Callable[[PopulationResult], np.ndarray] | None,
     ) -> PopulationResult:
         """
         :param policy: The network layout and the observation/action conversions.
@@ -71,7 +71,7 @@ class LocalEvaluator:
         :param seed: Seed of the population's envs (the slots get ``seed + slot``).
         :param step_hook: Called after every VecEnv step, see :data:`~sb3_cemah.common.population.StepHook`.
         :param select_recorded: None to record nothing; otherwise the candidates whose steps the caller needs,
-            from the returns (here every candidate's steps are kept: they are in this process already).
+            from their evaluation (here every candidate's steps are kept: they are in this process already).
         :return: The evaluation.
         """
         self.env.seed(seed)

@@ -372,7 +372,7 @@ class RayEvaluator:
         deterministic: bool,
         seed: int,
         step_hook: StepHook,
-        select_recorded: Callable[[np.ndarray], np.ndarray] | None,
+        select_recorded: Callable[[PopulationResult], np.ndarray] | None,
     ) -> PopulationResult:
         """The arguments and the result are those of :meth:`sb3_cemah.common.evaluators.LocalEvaluator.evaluate`;
         with ``select_recorded``, only the selected candidates' steps are fetched from the workers."""
@@ -425,7 +425,7 @@ class RayEvaluator:
         result = PopulationResult(returns=returns, episode_lengths=lengths, completed=completed)
         if record and completed:
             assert select_recorded is not None
-            self._fetch_recorded(result, select_recorded(returns), tasks, ran_on, inputs_ref)
+            self._fetch_recorded(result, select_recorded(result), tasks, ran_on, inputs_ref)
         return result
 
     def _update_obs_statistics(self, obs_moments: dict[int, RunningMeanStd]) -> None:
