@@ -103,6 +103,20 @@ def test_alive_bonus_offset_ranks_on_return_without_the_bonus(cem_for_train: Cal
     th.testing.assert_close(model.policy.mean, weights[[2, 3]].mean(dim=0))
 
 
+def test_log_elite_weighting_refits_toward_the_best_elites(cem_for_train: Callable) -> None:
+    model = cem_for_train(elite_frac=0.3, elite_weighting="log")
+    weights, result = make_train_input(model, list(range(10)))
+    model.train(weights, result)
+    # Ranks 1, 2, 3 (candidates 9, 8, 7) weigh log(3.5) - log(i), normalised.
+    recombination = np.log(3.5) - np.log([1.0, 2.0, 3.0])
+    recombination /= recombination.sum()
+    elites = weights[[9, 8, 7]].double().numpy()
+    mean = recombination @ elites
+    np.testing.assert_allclose(model.policy.mean.numpy(), mean, rtol=1e-5)
+    np.testing.assert_allclose(model.policy.std.numpy() ** 2, recombination @ (elites - mean) ** 2, rtol=1e-4)
+    assert not np.allclose(mean, elites.mean(axis=0))
+
+
 @pytest.mark.parametrize(("elite_frac", "expected"), [(0.15, 2), (0.25, 2), (0.26, 3), (1.0, 10)])
 def test_n_elite(cem_for_train: Callable, elite_frac: float, expected: int) -> None:
     assert cem_for_train(elite_frac=elite_frac).n_elite == expected

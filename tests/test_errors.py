@@ -91,6 +91,7 @@ def test_supported_observation_spaces(algo_name: str, make_model: Callable, obse
         ({"n_eval_episodes": 0}, "n_eval_episodes"),
         ({"initial_std": 0.0}, "initial_std"),
         ({"alive_bonus_offset": float("nan")}, "alive_bonus_offset"),
+        ({"elite_weighting": "rank"}, "elite_weighting"),
         ({"extra_noise": -1.0}, "extra_noise"),
         ({"min_std": -0.1}, "min_std"),
         ({"std_reset_threshold": -1.0}, "std_reset_threshold"),

@@ -28,6 +28,9 @@ from sb3_cemah.common.evaluators import PopulationEvaluator, make_evaluator
 from sb3_cemah.common.population import PopulationResult
 from sb3_cemah.common.spaces import check_spaces
 
+# How the elites enter the refit (see CEM's ``elite_weighting``).
+ELITE_WEIGHTINGS = ("uniform", "log")
+
 __all__ = ["CEM"]
 
 SelfCEM = TypeVar("SelfCEM", bound="CEM")
@@ -49,6 +52,9 @@ class CEM(BaseAlgorithm):
     :param population_size: Number of candidate policies per iteration (the paper's N, 100).
     :param elite_frac: Fraction of the population kept as elites, in (0, 1]; ``round(elite_frac * population_size)``
         must be at least 2 (the std is fitted to the elites' spread).
+    :param elite_weighting: How the elites enter the refit: ``"uniform"`` (the paper's, each counts equally) or
+        ``"log"`` (CMA-ES's recombination weights, the elite of rank ``i`` weighted ``log(n_elite + 1/2) - log(i)``,
+        normalised), which pulls the mean and the spread toward the best elites.
     :param n_eval_episodes: Episodes per candidate; its return is the mean over them.
     :param alive_bonus_offset: Constant added to the reward at every step when the candidates are ranked (their
         return plus ``alive_bonus_offset`` times their episode length), to cancel out alive bonuses, as sb3-contrib's
@@ -92,6 +98,7 @@ class CEM(BaseAlgorithm):
         env: GymEnv | str,
         population_size: int = 100,
         elite_frac: float = 0.1,
+        elite_weighting: str = "uniform",
         n_eval_episodes: int = 1,
         alive_bonus_offset: float = 0.0,
         initial_std: float = 1.0,
@@ -128,6 +135,7 @@ class CEM(BaseAlgorithm):
         )
         self.population_size = population_size
         self.elite_frac = elite_frac
+        self.elite_weighting = elite_weighting
         self.n_eval_episodes = n_eval_episodes
         self.alive_bonus_offset = alive_bonus_offset
         self.initial_std = initial_std
@@ -169,6 +177,10 @@ class CEM(BaseAlgorithm):
                 f"elite_frac * population_size must be >= 1.5 (got {self.elite_frac} * {self.population_size}): "
                 "the std is refitted to the spread of at least two elites, and a single elite sets it to 0, "
                 "so that every later iteration would evaluate the same policy",
+            ),
+            (
+                self.elite_weighting in ELITE_WEIGHTINGS,
+                f"elite_weighting must be one of {ELITE_WEIGHTINGS}, got {self.elite_weighting!r}",
             ),
             (isinstance(self.n_eval_episodes, Integral) and self.n_eval_episodes >= 1, "n_eval_episodes must be an int >= 1"),
             (math.isfinite(self.alive_bonus_offset), "alive_bonus_offset must be a finite number"),
@@ -366,6 +378,21 @@ class CEM(BaseAlgorithm):
         """Indices of the ``n_elite`` fittest candidates, best first (ties keep the lower index, for reproducibility)."""
         return np.argsort(-self._fitness(result), kind="stable")[: self.n_elite]
 
+    def _elite_moments(self, elite_weights: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """
+        Mean and variance of the elites' weights under ``elite_weighting``.
+
+        :param elite_weights: The elites' flat weights, best first, shape ``(n_elite, n_params)``.
+        :return: Mean and variance, each of shape ``(n_params,)``.
+        """
+        if self.elite_weighting == "uniform":
+            return elite_weights.mean(dim=0), elite_weights.var(dim=0, unbiased=False)
+        ranks = th.arange(1, len(elite_weights) + 1, dtype=elite_weights.dtype, device=elite_weights.device)
+        log_weights = math.log(len(elite_weights) + 0.5) - th.log(ranks)
+        recombination = (log_weights / log_weights.sum()).unsqueeze(1)
+        mean = (recombination * elite_weights).sum(dim=0)
+        return mean, (recombination * (elite_weights - mean) ** 2).sum(dim=0)
+
     def train(self, weights: th.Tensor, result: PopulationResult) -> None:
         """
         Refit the Gaussian to the elites (Algorithm 1, lines 8-11), with the optional extra noise, std floor and reset.
@@ -375,10 +402,10 @@ class CEM(BaseAlgorithm):
         """
         elite = self._elite_indices(result)
         elite_weights = weights[th.as_tensor(elite, device=weights.device)]
-        variance = elite_weights.var(dim=0, unbiased=False)
+        mean, variance = self._elite_moments(elite_weights)
         extra_variance = max(self.extra_noise - self.extra_noise_decay * (self._n_iterations - 1), 0.0)
         std = th.sqrt(variance + extra_variance).clamp_min(self.min_std)
-        self.policy.mean.copy_(elite_weights.mean(dim=0))
+        self.policy.mean.copy_(mean)
         self.policy.std.copy_(std)
         std_mean = float(std.mean())
         if std_mean < self.std_reset_threshold:

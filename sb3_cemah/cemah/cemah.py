@@ -126,6 +126,7 @@ class CEMAH(CEM):
         that the adversarial steps spread the generated policies without leaving the elites (0: the paper).
     :param population_size: See :class:`CEM`.
     :param elite_frac: See :class:`CEM`.
+    :param elite_weighting: See :class:`CEM` (the guide's refit; the elite buffer keeps every elite's steps).
     :param n_eval_episodes: See :class:`CEM`.
     :param alive_bonus_offset: See :class:`CEM` (it also sets what the elite buffer compares).
     :param initial_std: See :class:`CEM`.
@@ -177,6 +178,7 @@ class CEMAH(CEM):
         imitation_target: str = "preactivation",
         population_size: int = 100,
         elite_frac: float = 0.1,
+        elite_weighting: str = "uniform",
         n_eval_episodes: int = 1,
         alive_bonus_offset: float = 0.0,
         initial_std: float = 1.0,
@@ -220,6 +222,7 @@ class CEMAH(CEM):
             env,
             population_size=population_size,
             elite_frac=elite_frac,
+            elite_weighting=elite_weighting,
             n_eval_episodes=n_eval_episodes,
             alive_bonus_offset=alive_bonus_offset,
             initial_std=initial_std,
