@@ -88,6 +88,8 @@ class CEM(BaseAlgorithm):
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
+    # Hyper-parameters that name one of a few choices, checked by _check_hyperparameters; subclasses add theirs.
+    _choice_hyperparameters: ClassVar[tuple[tuple[str, tuple[str, ...]], ...]] = (("elite_weighting", ELITE_WEIGHTINGS),)
     policy: CEMPolicy
     # Whether populations keep every step's observation and output (CEM-AH's elite buffer needs them).
     _records_population = False
@@ -178,16 +180,16 @@ class CEM(BaseAlgorithm):
                 "the std is refitted to the spread of at least two elites, and a single elite sets it to 0, "
                 "so that every later iteration would evaluate the same policy",
             ),
-            (
-                self.elite_weighting in ELITE_WEIGHTINGS,
-                f"elite_weighting must be one of {ELITE_WEIGHTINGS}, got {self.elite_weighting!r}",
-            ),
             (isinstance(self.n_eval_episodes, Integral) and self.n_eval_episodes >= 1, "n_eval_episodes must be an int >= 1"),
             (math.isfinite(self.alive_bonus_offset), "alive_bonus_offset must be a finite number"),
             (self.initial_std > 0.0, "initial_std must be > 0"),
             (self.extra_noise >= 0.0 and self.extra_noise_decay >= 0.0, "extra_noise and extra_noise_decay must be >= 0"),
             (self.min_std >= 0.0, "min_std must be >= 0"),
             (self.std_reset_threshold >= 0.0, "std_reset_threshold must be >= 0"),
+        ]
+        checks += [
+            (getattr(self, name) in choices, f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+            for name, choices in self._choice_hyperparameters
         ]
         for valid, message in checks:
             if not valid:

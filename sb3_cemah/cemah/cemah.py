@@ -148,6 +148,12 @@ class CEMAH(CEM):
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
+    _choice_hyperparameters: ClassVar[tuple[tuple[str, tuple[str, ...]], ...]] = (
+        *CEM._choice_hyperparameters,
+        ("imitation_loss", IMITATION_LOSSES),
+        ("imitation_states", IMITATION_STATES),
+        ("imitation_target", IMITATION_TARGETS),
+    )
     policy: CEMAHPolicy
     _records_population = True
 
@@ -276,16 +282,6 @@ class CEMAH(CEM):
                 f"Invalid hyper-parameter for {type(self).__name__}: buffer_batches must be an int >= 1 or None, "
                 f"got {self.buffer_batches!r}."
             )
-        for name, choices in (
-            ("imitation_loss", IMITATION_LOSSES),
-            ("imitation_states", IMITATION_STATES),
-            ("imitation_target", IMITATION_TARGETS),
-        ):
-            if getattr(self, name) not in choices:
-                raise ValueError(
-                    f"Invalid hyper-parameter for {type(self).__name__}: {name} must be one of "
-                    f"{', '.join(choices)}, got {getattr(self, name)!r}."
-                )
         for name in ("discriminator_noise", "generator_imitation_weight", "coverage_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"Invalid hyper-parameter for {type(self).__name__}: {name} must be >= 0.")
