@@ -7,6 +7,7 @@ import io
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -146,6 +147,18 @@ def test_min_std_floor(cem_for_train: Callable) -> None:
     model.train(weights, result)
     assert th.all(model.policy.std == 0.5)
     th.testing.assert_close(model.policy.mean, weights[9])
+
+
+@pytest.mark.parametrize("min_std", ["lin_0.5", lambda progress_remaining: 0.5 * progress_remaining])
+def test_min_std_schedule_follows_progress(cem_for_train: Callable, min_std: Any) -> None:
+    # rl-zoo3's "lin_0.5" and an SB3 schedule both mean a floor of 0.5 * progress_remaining.
+    model = cem_for_train(elite_frac=0.3, min_std=min_std)
+    weights, result = make_train_input(model, list(range(10)))
+    weights[7:] = weights[9]  # identical elites: zero variance, so that the std is the floor
+    for progress_remaining in (1.0, 0.4):
+        model._current_progress_remaining = progress_remaining
+        model.train(weights, result)
+        th.testing.assert_close(model.policy.std, th.full_like(model.policy.std, 0.5 * progress_remaining))
 
 
 def test_std_reset_restarts_from_initial_distribution(cem_for_train: Callable) -> None:

@@ -94,6 +94,8 @@ def test_supported_observation_spaces(algo_name: str, make_model: Callable, obse
         ({"elite_weighting": "rank"}, "elite_weighting"),
         ({"extra_noise": -1.0}, "extra_noise"),
         ({"min_std": -0.1}, "min_std"),
+        ({"min_std": "lin_high"}, "min_std"),
+        ({"min_std": "exp_0.3"}, "min_std"),
         ({"std_reset_threshold": -1.0}, "std_reset_threshold"),
     ],
 )

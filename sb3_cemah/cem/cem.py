@@ -20,12 +20,13 @@ from stable_baselines3.common.base_class import BaseAlgorithm, maybe_make_env
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.save_util import load_from_zip_file
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import safe_mean
 
 from sb3_cemah.cem.policies import CEMPolicy, MlpPolicy
 from sb3_cemah.common.evaluators import PopulationEvaluator, make_evaluator
 from sb3_cemah.common.population import PopulationResult
+from sb3_cemah.common.schedules import as_schedule
 from sb3_cemah.common.spaces import check_spaces
 
 # How the elites enter the refit (see CEM's ``elite_weighting``).
@@ -64,7 +65,10 @@ class CEM(BaseAlgorithm):
     :param extra_noise: Extra variance added to the refitted variance, decaying linearly by ``extra_noise_decay``
         per iteration (Szita & Lorincz, 2006: "noisy CEM"); 0 disables it.
     :param extra_noise_decay: Decrease of the extra variance per iteration.
-    :param min_std: Lower bound on each weight's std, against premature collapse.
+    :param min_std: Lower bound on each weight's std, against premature collapse: a number, a schedule of
+        ``progress_remaining`` (SB3's convention for ``learning_rate``) or rl-zoo3's ``"lin_<x>"`` (a floor of ``x``
+        at the start falling linearly to 0 at the end of ``learn``), so that a floor that keeps the search wide
+        early can let it narrow later.
     :param std_reset_threshold: When the mean std falls below it, restart from ``N(0, initial_std^2)``
         (the authors' code resets at 0.3); 0 disables the reset.
     :param stochastic_candidates: Discrete actions only: candidates sample their action from the softmax of their
@@ -106,7 +110,7 @@ class CEM(BaseAlgorithm):
         initial_std: float = 1.0,
         extra_noise: float = 0.0,
         extra_noise_decay: float = 0.0,
-        min_std: float = 0.0,
+        min_std: float | str | Schedule = 0.0,
         std_reset_threshold: float = 0.0,
         stochastic_candidates: bool = False,
         evaluator: str = "local",
@@ -184,7 +188,10 @@ class CEM(BaseAlgorithm):
             (math.isfinite(self.alive_bonus_offset), "alive_bonus_offset must be a finite number"),
             (self.initial_std > 0.0, "initial_std must be > 0"),
             (self.extra_noise >= 0.0 and self.extra_noise_decay >= 0.0, "extra_noise and extra_noise_decay must be >= 0"),
-            (self.min_std >= 0.0, "min_std must be >= 0"),
+            (
+                (floor := as_schedule(self.min_std)) is not None and min(floor(1.0), floor(0.0)) >= 0.0,
+                f"min_std must be a number >= 0, a schedule of progress_remaining or 'lin_<x>', got {self.min_std!r}",
+            ),
             (self.std_reset_threshold >= 0.0, "std_reset_threshold must be >= 0"),
         ]
         checks += [
@@ -201,6 +208,9 @@ class CEM(BaseAlgorithm):
         if not isinstance(policy, CEMPolicy):
             raise ValueError(f"{type(self).__name__} needs a CEMPolicy subclass, got {type(policy).__name__}.")
         self.policy = policy.to(self.device)
+        min_std_schedule = as_schedule(self.min_std)
+        assert min_std_schedule is not None, "checked by _check_hyperparameters"
+        self._min_std_schedule = min_std_schedule
         self._reset_distribution()
 
     def _make_policy(self) -> BasePolicy:
@@ -406,7 +416,8 @@ class CEM(BaseAlgorithm):
         elite_weights = weights[th.as_tensor(elite, device=weights.device)]
         mean, variance = self._elite_moments(elite_weights)
         extra_variance = max(self.extra_noise - self.extra_noise_decay * (self._n_iterations - 1), 0.0)
-        std = th.sqrt(variance + extra_variance).clamp_min(self.min_std)
+        min_std = self._min_std_schedule(self._current_progress_remaining)
+        std = th.sqrt(variance + extra_variance).clamp_min(min_std)
         self.policy.mean.copy_(mean)
         self.policy.std.copy_(std)
         std_mean = float(std.mean())
@@ -420,6 +431,7 @@ class CEM(BaseAlgorithm):
         self.logger.record("train/elite_return_mean", float(np.mean(result.returns[elite])))
         self.logger.record("train/std_mean", std_mean)
         self.logger.record("train/std_resets", self._n_std_resets)
+        self.logger.record("train/min_std", min_std)
 
     def dump_logs(self) -> None:
         """Write the SB3 ``time/`` and ``rollout/`` keys with the ``train/`` keys of the last iteration."""

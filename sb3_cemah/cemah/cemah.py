@@ -190,7 +190,7 @@ class CEMAH(CEM):
         initial_std: float = 1.0,
         extra_noise: float = 0.0,
         extra_noise_decay: float = 0.0,
-        min_std: float = 0.0,
+        min_std: float | str | Schedule = 0.0,
         std_reset_threshold: float = 0.0,
         stochastic_candidates: bool = False,
         evaluator: str = "local",
