@@ -91,8 +91,6 @@ class EliteBuffer:
     :param buffer_size: Capacity in tuples.
     :param max_batches: Capacity in admitted batches (iterations); None bounds by ``buffer_size`` only.
     :param held_out_fraction: Share of each batch held out, in [0, 1); at least one tuple when a batch has two or more.
-    :param gate: Admit a batch only when its elite return is at least the buffer's (the paper). False admits every
-        batch: on a noisy env one lucky iteration otherwise keeps every later one out (the bar only rises).
     :param device: Where the tensors live (the device of the networks that train on them). Saved files hold CPU
         tensors, so a buffer saved on a GPU machine loads on a CPU-only one.
     """
@@ -102,7 +100,6 @@ class EliteBuffer:
         buffer_size: int,
         max_batches: int | None = None,
         held_out_fraction: float = 0.1,
-        gate: bool = True,
         device: th.device | str = "cpu",
     ):
         if buffer_size < 1:
@@ -114,7 +111,6 @@ class EliteBuffer:
         self.buffer_size = buffer_size
         self.max_batches = max_batches
         self.held_out_fraction = held_out_fraction
-        self.gate = gate
         self.device = th.device(device)
         self.batches: deque[EliteBatch] = deque()
         self._n_elites_seen = 0
@@ -152,7 +148,7 @@ class EliteBuffer:
 
     def admit(self, features: th.Tensor, targets: th.Tensor, elite_return: float, elites: th.Tensor | None = None) -> bool:
         """
-        Add a batch of elite tuples if ``elite_return >= return_mean`` (always, without the gate).
+        Add a batch of elite tuples if ``elite_return >= return_mean`` (the paper's gate; always into an empty buffer).
 
         :param features: The states to store, shape ``(n, *state_shape)`` (``(n, feature_dim)`` without featurizer).
         :param targets: Shape ``(n, target_dim)``.
@@ -160,7 +156,7 @@ class EliteBuffer:
         :param elites: Which elite policy took each tuple (any integer labels), shape ``(n,)``; None: one elite.
         :return: Whether the batch was admitted.
         """
-        if self.gate and elite_return < self.return_mean:
+        if elite_return < self.return_mean:
             return False
         labels = th.zeros(features.shape[0], dtype=th.long) if elites is None else elites
         _, elite_ids = th.unique(labels[-self.buffer_size :].to(self.device), return_inverse=True)

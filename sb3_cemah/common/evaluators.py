@@ -89,17 +89,28 @@ class LocalEvaluator:
         """Nothing to release: the VecEnv belongs to the algorithm."""
 
 
-def make_evaluator(name: str, kwargs: dict[str, Any] | None, env: VecEnv) -> PopulationEvaluator:
+def make_evaluator(name: str | PopulationEvaluator, kwargs: dict[str, Any] | None, env: VecEnv) -> PopulationEvaluator:
     """
     Build the evaluator an algorithm's ``evaluator`` / ``evaluator_kwargs`` arguments ask for.
 
-    :param name: ``"local"`` or ``"ray"``.
+    :param name: ``"local"``, ``"ray"``, or an evaluator object (returned as it is; it must run ``env``).
     :param kwargs: Keyword arguments of the evaluator (none for ``"local"``; see
         :class:`~sb3_cemah.common.ray_evaluator.RayEvaluator`).
     :param env: The training VecEnv.
     :return: The evaluator; a Ray evaluator starts its workers at its first population.
     """
     kwargs = dict(kwargs or {})
+    if not isinstance(name, str):
+        if not (callable(getattr(name, "evaluate", None)) and callable(getattr(name, "close", None))):
+            raise TypeError(f"evaluator must be 'local', 'ray' or a PopulationEvaluator object, got {name!r}.")
+        if kwargs:
+            raise ValueError("evaluator_kwargs apply to a named evaluator; configure an evaluator object when building it.")
+        if getattr(name, "env", None) is not env:
+            raise ValueError(
+                "The evaluator object runs another env than the algorithm's: build it on the same VecEnv "
+                "(e.g. LocalEvaluator(env) with the env given to the algorithm)."
+            )
+        return name
     if name == "local":
         if kwargs:
             raise ValueError(f"The local evaluator takes no evaluator_kwargs, got {sorted(kwargs)}.")

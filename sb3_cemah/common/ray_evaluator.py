@@ -48,7 +48,7 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecNormalize
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
-from sb3_cemah.cem.policies import CEMPolicy
+from sb3_cemah.common.flat_policy import FlatPolicy
 from sb3_cemah.common.population import PopulationPolicy, PopulationResult, StepHook, evaluate_population
 
 __all__ = ["RayEvaluator", "TaskResult"]
@@ -156,17 +156,17 @@ class RecordedSteps:
 class PopulationWorker:
     """
     A Ray actor's state: ``n_envs`` env slots (``DummyVecEnv`` of Monitor-wrapped envs, under a frozen
-    ``VecNormalize`` when the head normalises observations) and a CEM policy with the head's network layout and
+    ``VecNormalize`` when the head normalises observations) and a flat policy with the head's network layout and
     conversions.
 
     :param make_env: Builds one env (called on the worker).
     :param n_envs: Env slots of the worker.
-    :param policy: The conversions and layout (a :class:`CEMPolicy`; it has no weights of its own to keep in sync).
+    :param policy: The conversions and layout (a :class:`FlatPolicy`; it has no weights of its own to keep in sync).
     :param normalize: The head's observation normalisation, None without.
     """
 
     def __init__(
-        self, make_env: Callable[[], gym.Env], n_envs: int, policy: CEMPolicy, normalize: NormalizeSettings | None = None
+        self, make_env: Callable[[], gym.Env], n_envs: int, policy: FlatPolicy, normalize: NormalizeSettings | None = None
     ):
         # One intra-op thread: a worker owns one CPU, and these networks are too small to split.
         th.set_num_threads(1)
@@ -320,9 +320,9 @@ class RayEvaluator:
         ray = self._ray
         if not ray.is_initialized():
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
-        assert isinstance(policy, CEMPolicy)
-        # A plain CEMPolicy with the same layout and conversions: a CEM-AH policy's hypernetwork is not needed there.
-        self._worker_policy = CEMPolicy(
+        assert isinstance(policy, FlatPolicy)
+        # A flat policy with the same layout and conversions: the weights come with each task.
+        self._worker_policy = FlatPolicy(
             policy.observation_space,
             policy.action_space,
             net_arch=policy.net_arch,
