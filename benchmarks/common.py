@@ -121,8 +121,7 @@ class Stopwatch:
 TRAINING_DEFAULTS = (
     "pretrain_steps",
     "pretrain_lr_decay",
-    "discriminator_steps",
-    "generator_steps",
+    "adversarial_steps",
     "learning_rate",
     "batch_size",
 )

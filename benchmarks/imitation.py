@@ -16,7 +16,7 @@ One JSON file per (config, env, seed) is written to ``--out``; existing files ar
 the table of every file in ``--out`` is printed and written to ``--out``/README.md. Example::
 
     python -m benchmarks.imitation --env Walker2DBulletEnv-v0 --steps 225000 --seeds 0 1 \
-        --config no_adversarial --params use_discriminator=False
+        --config adversarial --params adversarial_steps=10
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from benchmarks.common import (
     write_json,
 )
 from sb3_cemah import CEMAH
-from sb3_cemah.cemah.policies import DISCRETE_ENSEMBLE_METHODS, ENSEMBLE_METHODS
+from sb3_cemah.cemah.policies import ENSEMBLE_METHODS
 from sb3_cemah.common.population import PopulationResult
 
 ActFn = Callable[[np.ndarray], np.ndarray]
@@ -162,7 +162,7 @@ def combination_returns(
     policy = model.policy
     configured = policy.ensemble_method
     returns = {}
-    for method in DISCRETE_ENSEMBLE_METHODS if policy.is_discrete else ENSEMBLE_METHODS:
+    for method in ENSEMBLE_METHODS if policy.is_discrete else ENSEMBLE_METHODS[:1]:
         if f"ensemble_{method}" not in skip:
             policy.ensemble_method = method
             returns[f"ensemble_{method}"] = ensemble_returns(model, env_id, n_episodes, eval_seed, deterministic)
@@ -254,7 +254,7 @@ def summary_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
 
 def _methods_cell(means: dict[str, float]) -> str:
     """The ensemble's return by combination (``-`` for one the run was evaluated before it existed)."""
-    methods = DISCRETE_ENSEMBLE_METHODS if "ensemble_softmax_sum" in means else ENSEMBLE_METHODS
+    methods = ENSEMBLE_METHODS if "ensemble_softmax_sum" in means else ENSEMBLE_METHODS[:1]
     return " / ".join(f"{means[f'ensemble_{method}']:.1f}" if f"ensemble_{method}" in means else "-" for method in methods)
 
 
@@ -302,7 +302,7 @@ HEADERS = [
     "ensemble",
     f"other draws median [min, max] / K={LARGE_ENSEMBLE}",
     "members median [min, max]",
-    f"ensemble by method (Box: {' / '.join(ENSEMBLE_METHODS)}; discrete: {' / '.join(DISCRETE_ENSEMBLE_METHODS)})",
+    f"ensemble by method (Box: mean; discrete: {' / '.join(ENSEMBLE_METHODS)})",
     "train / rollout time",
 ]
 
@@ -313,7 +313,7 @@ def load_results(out: pathlib.Path) -> list[dict[str, Any]]:
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
-    """``key=value`` pairs, values as Python literals (``use_discriminator=False``, ``policy_kwargs={...}``)."""
+    """``key=value`` pairs, values as Python literals (``adversarial_steps=10``, ``policy_kwargs={...}``)."""
     params = {}
     for pair in pairs:
         key, value = pair.split("=", 1)

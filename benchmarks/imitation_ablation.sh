@@ -18,8 +18,8 @@ run() {  # run CONFIG ENV STEPS [PARAMS...]
 }
 ablate() {  # ablate ENV STEPS: the three configs on one env
   run defaults "$1" "$2"
-  run full "$1" "$2" use_discriminator=True
-  run no_pretrain "$1" "$2" use_discriminator=True pretrain=False
+  run full "$1" "$2" adversarial_steps=10
+  run no_pretrain "$1" "$2" adversarial_steps=10 pretrain_steps=0
 }
 chain_one() {
   ablate CartPole-v1 150000

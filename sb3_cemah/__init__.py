@@ -9,7 +9,7 @@ from sb3_cemah.cemah import CEMAH
 from sb3_cemah.envs import register_envs
 from sb3_cemah.qtopt import QtOpt, QtOptDDPG
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 register_envs()
 

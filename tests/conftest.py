@@ -29,11 +29,8 @@ TINY_CEMAH_KWARGS: dict[str, Any] = {
     "buffer_size": 2_000,
     "batch_size": 64,
     "n_noise_samples": 8,
-    "ensemble_size": 4,
     "pretrain_steps": 3,
-    "discriminator_steps": 2,
-    "generator_steps": 2,
-    "policy_kwargs": {"noise_dim": 8, "encoder_arch": [16], "head_arch": [16], "discriminator_arch": [16]},
+    "policy_kwargs": {"noise_dim": 8, "encoder_arch": [16], "head_arch": [16], "ensemble_size": 4},
 }
 TINY_CEM_KWARGS: dict[str, Any] = {"population_size": 8, "elite_frac": 0.25}
 
@@ -123,7 +120,9 @@ def progress_csv() -> Callable[[str | Path], dict[str, list[float]]]:
 
 
 class SpacesEnv(gym.Env):
-    """A one-step env with the given spaces."""
+    """A one-step env with the given spaces (``max_steps`` declares its episodes' bound)."""
+
+    max_steps = 1
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space):
         self.observation_space = observation_space

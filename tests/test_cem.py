@@ -130,16 +130,6 @@ def test_single_elite_is_refused(algo_name: str, population_size: int, elite_fra
         ALGOS[algo_name]("MlpPolicy", "CartPole-v1", population_size=population_size, elite_frac=elite_frac)
 
 
-def test_extra_noise_decays_linearly(cem_for_train: Callable) -> None:
-    model = cem_for_train(elite_frac=0.3, extra_noise=1.0, extra_noise_decay=0.25)
-    weights, result = make_train_input(model, list(range(10)))
-    variance = weights[[9, 8, 7]].var(dim=0, unbiased=False)
-    for iteration, extra in [(1, 1.0), (3, 0.5), (10, 0.0)]:
-        model._n_iterations = iteration
-        model.train(weights, result)
-        th.testing.assert_close(model.policy.std, th.sqrt(variance + extra))
-
-
 def test_min_std_floor(cem_for_train: Callable) -> None:
     model = cem_for_train(elite_frac=0.3, min_std=0.5)
     weights, result = make_train_input(model, list(range(10)))
@@ -159,16 +149,6 @@ def test_min_std_schedule_follows_progress(cem_for_train: Callable, min_std: Any
         model._current_progress_remaining = progress_remaining
         model.train(weights, result)
         th.testing.assert_close(model.policy.std, th.full_like(model.policy.std, 0.5 * progress_remaining))
-
-
-def test_std_reset_restarts_from_initial_distribution(cem_for_train: Callable) -> None:
-    model = cem_for_train(elite_frac=0.3, std_reset_threshold=0.3, initial_std=2.0)
-    weights, result = make_train_input(model, list(range(10)))
-    weights[7:] = weights[9] + 0.01 * th.randn(3, weights.shape[1])
-    model.train(weights, result)
-    assert th.all(model.policy.mean == 0.0)
-    assert th.all(model.policy.std == 2.0)
-    assert model._n_std_resets == 1
 
 
 def test_sampled_weights_follow_the_gaussian(cem_for_train: Callable) -> None:

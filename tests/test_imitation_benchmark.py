@@ -62,6 +62,5 @@ def test_combination_rows_compare_each_combination_with_the_guide(tmp_path: Path
     assert rows == [
         ["guide", "150.0", "", "", "100 / 200"],
         ["mean", "175.0", "1/2", "0.50", "50 / 300"],
-        ["median", "160.0", "2/2", "1.00", "120 / 200"],
     ]
     assert imitation_combinations.load_runs([tmp_path], envs=["Other-v0"]) == {}

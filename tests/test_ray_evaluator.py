@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch as th
 from conftest import TINY_CEM_KWARGS, TINY_CEMAH_KWARGS
+from gymnasium.wrappers import TimeLimit
 from stable_baselines3.common.callbacks import BaseCallback, StopTrainingOnMaxEpisodes
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.running_mean_std import RunningMeanStd
@@ -211,7 +212,7 @@ def test_what_cannot_be_rebuilt_on_a_worker_fails_at_construction() -> None:
     with pytest.raises(ValueError, match="cannot send evaluator_kwargs env_factory"):
         CEM("MlpPolicy", "CartPole-v1", evaluator="ray", evaluator_kwargs={"env_factory": unpicklable_factory})
 
-    no_spec = DummyVecEnv([lambda: gym.make("CartPole-v1").unwrapped])  # built without gym.make's spec
+    no_spec = DummyVecEnv([lambda: TimeLimit(gym.make("CartPole-v1").unwrapped, 500)])  # built without gym.make's spec
     no_spec.envs[0].unwrapped.spec = None
     with pytest.raises(ValueError, match="no spec"):
         CEM("MlpPolicy", no_spec, evaluator="ray")

@@ -19,11 +19,9 @@ def test_schedule_progress_stays_positive(make_model: Callable, cartpole_vec: Ca
     model.learn(1_000)
     assert model._n_iterations >= 3 and model.num_timesteps > 1_000
     assert calls and min(calls) > 0.0 and max(calls) <= 1.0
-    for optimizer in (model.policy.generator_optimizer, model.policy.discriminator_optimizer):
-        assert optimizer.param_groups[0]["lr"] > 0.0
+    assert model.policy.generator_optimizer.param_groups[0]["lr"] > 0.0
     # The last iteration's rate: the progress at its start, 1 - steps before its population / budget; its
     # pre-training decayed it linearly, so the last of its steps ran at 1 / pretrain_steps of it.
     expected = schedule(model._current_progress_remaining)
-    assert model.policy.discriminator_optimizer.param_groups[0]["lr"] == expected
     assert model.policy.generator_optimizer.param_groups[0]["lr"] == pytest.approx(expected / model.pretrain_steps)
     assert model._current_progress_remaining > 0.0

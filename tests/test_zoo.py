@@ -212,18 +212,14 @@ def test_sampler_merges_base_policy_kwargs() -> None:
             "net_arch": "small",
             "learning_rate": 1e-4,
             "batch_size": 100,
-            "ensemble_size": 30,
             "pretrain_steps": 150,
-            "coverage_weight": 0.3,
             "buffer_batches": 2,
-            "discriminator_steps": 1,
-            "generator_steps": 1,
         }
     )
     with samplers.base_policy_kwargs({"standardize_obs": True, "net_arch": []}):
         params = samplers.sample_cemah_params(trial, 0, 1, {})
     assert params["policy_kwargs"] == {"standardize_obs": True, "net_arch": [64]}
-    assert params["ensemble_size"] == 30 and "net_arch" not in params
+    assert params["pretrain_steps"] == 150 and "net_arch" not in params
     # Without the context (a trial reloaded with --trial-id), only the sampled net_arch.
     assert samplers.convert_cem_params({"net_arch": "linear", "population_size": 20})["policy_kwargs"] == {"net_arch": []}
 
@@ -285,7 +281,7 @@ def test_cemah_train_enjoy_plot(tmp_path: Path) -> None:
     path = run_dir(tmp_path, "cemah", "CartPole-v1")
     assert_training_files(path, "CartPole-v1")
     config = dict(yaml.load((path / "CartPole-v1" / "config.yml").read_text(), Loader=yaml.UnsafeLoader))
-    assert config["population_size"] == 10 and config["ensemble_size"] == 100
+    assert config["population_size"] == 10 and config["pretrain_steps"] == 5
 
     process = run_python(
         "-m", "rl_zoo3.enjoy", "--algo", "cemah", "--env", "CartPole-v1", "-f", str(tmp_path), "--no-render", "-n", "200",
@@ -362,7 +358,7 @@ def test_optimize_cemah(tmp_path: Path) -> None:
         model = CEMAH.load(trials / f"trial_{row['number']}" / "best_model.zip", device="cpu")
         # The sampled values are used, and the other policy_kwargs are kept.
         assert model.population_size == int(row["params_population_size"])
-        assert model.ensemble_size == int(row["params_ensemble_size"])
+        assert model.pretrain_steps == int(row["params_pretrain_steps"])
         assert model.policy.net_arch == NET_ARCHS[row["params_net_arch"]]
         assert model.policy.standardize_obs
 

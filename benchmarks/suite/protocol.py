@@ -420,13 +420,13 @@ def cemah_variants(env_id: str) -> tuple[Variant, ...]:
 
     return (
         # Our default trains without the adversarial phase: it is the paper's ablation without the discriminator,
-        # and use_discriminator=True the paper's full method.
+        # and adversarial_steps > 0 the paper's full method.
         Variant("defaults"),
-        Variant("discriminator", ("use_discriminator:True",), "ablation"),
-        # The paper's ablation without pre-training keeps the adversarial phase. Without either (pretrain=False and
+        Variant("discriminator", ("adversarial_steps:10",), "ablation"),
+        # The paper's ablation without pre-training keeps the adversarial phase. Without either (pretrain_steps=0 and
         # every other default) nothing trains the hypernetwork: the untrained ensemble, a floor.
-        Variant("no_pretrain_discriminator", ("pretrain:False", "use_discriminator:True"), "ablation"),
-        Variant("no_pretrain", ("pretrain:False",), "ablation"),
+        Variant("no_pretrain_discriminator", ("pretrain_steps:0", "adversarial_steps:10"), "ablation"),
+        Variant("no_pretrain", ("pretrain_steps:0",), "ablation"),
         *grid("2-layer", []),
         *grid("3-layer", [HIDDEN_UNITS]),
     )

@@ -200,7 +200,7 @@ class CEMAH(CEM):
         }
         for name, minimum in minimums.items():
             value = getattr(self, name)
-            if not (isinstance(value, Integral) and value >= minimum):
+            if not (isinstance(value, Integral) and int(value) >= minimum):
                 raise ValueError(
                     f"Invalid hyper-parameter for {type(self).__name__}: {name} must be an int >= {minimum}, got {value!r}."
                 )
@@ -290,7 +290,7 @@ class CEMAH(CEM):
         if losses:
             self.logger.record("train/imitation_loss", float(np.mean(losses)))
         pretrain_end = time.perf_counter()
-        if self.adversary is not None:
+        if self.adversary is not None and self.adversarial_steps > 0:
             # The pre-training's decay left the generator's rate near 0: both optimisers start from the iteration's rate.
             for adversarial_optimizer in (optimizer, self.adversary.optimizer):
                 update_learning_rate(adversarial_optimizer, rate)
@@ -332,7 +332,7 @@ class CEMAH(CEM):
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "policy.generator_optimizer"]
-        if self.adversary is not None:
+        if self.adversary is not None and self.adversarial_steps > 0:
             state_dicts += ["adversary.discriminator", "adversary.optimizer"]
         return state_dicts, []
 

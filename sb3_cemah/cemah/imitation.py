@@ -154,7 +154,8 @@ class AssignedEliteImitation(Imitation):
         group, n_groups = _groups(elites)
         network = self.policy.network
         linear = not network.net_arch
-        if linear and self.target == "preactivation" and _moments_are_cheaper(*features.shape, targets.shape[1], n_groups):
+        cheaper = _moments_are_cheaper(features.shape[0], features.shape[1], targets.shape[1], n_groups)
+        if linear and self.target == "preactivation" and cheaper:
             (layer,) = network.unflatten(weights)
             return _linear_squared_errors(layer, features, targets, group, n_groups)
         outputs = network.forward(weights, features, squash=False)  # every policy on every state

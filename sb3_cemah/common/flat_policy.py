@@ -76,7 +76,9 @@ class FlatPolicy(BasePolicy):
     @property
     def device(self) -> th.device:
         """The policy's device (SB3's default looks for parameters, which a flat policy may have none of)."""
-        return self._device_anchor.device
+        anchor = self._device_anchor
+        assert isinstance(anchor, th.Tensor)
+        return anchor.device
 
     def features(self, observation: th.Tensor) -> th.Tensor:
         """

@@ -437,4 +437,3 @@ class PopulationAlgorithm(BaseAlgorithm):
                 f"{path} was saved by a newer sb3-cemah (save format {save_format}, this one reads {SAVE_FORMAT}): "
                 "upgrade sb3-cemah to load it."
             )
-
