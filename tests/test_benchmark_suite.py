@@ -185,7 +185,7 @@ def test_report_from_fake_runs(tmp_path: Path, fake_python: Path, monkeypatch: p
     results.raw_dir(unfinished).mkdir(parents=True)
     (results.raw_dir(unfinished) / "run.json").write_text("{}")
     monkeypatch.setattr(report, "PLOTS_DIR", tmp_path / "plots")
-    blocks = report.build(root, "quick")
+    blocks = report.build("quick", root)
     assert blocks["verdicts"].startswith("- **reacher**: CEM-AH final test return")
     text = "\n".join(blocks.values())
     assert "| reacher | CEM-AH | 205.25 ± 0.25 (2 seeds)" in text

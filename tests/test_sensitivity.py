@@ -19,7 +19,7 @@ from conftest import ZOO_KEYS, constructor_parameters
 pytest.importorskip("rl_zoo3")
 pytest.importorskip("matplotlib")
 
-from benchmarks.suite import protocol, results, sensitivity
+from benchmarks.suite import protocol, results, sensitivity, store
 from benchmarks.suite.run import main as run_main
 
 SUITE = protocol.SENSITIVITY
@@ -56,11 +56,11 @@ def test_other_suites_keep_their_run_ids() -> None:
     assert "quick/maze/cemah/seed0" in {run.run_id for run in quick}
     assert all(run.variant is None and not run.params for run in quick)
     assert all("-params" not in run.zoo_args(Path("zoo")) for run in quick)
-    # The committed results are still found, each in the folder of a run of the suite.
-    found = results.load_results(protocol.DEFAULT_RESULTS_ROOT, "quick")
+    # The committed results are still found, each a run of the suite.
+    found = store.load("quick")
     assert found
     ids = {run.run_id for run in quick}
-    assert {str(Path(r["_dir"]).relative_to(protocol.DEFAULT_RESULTS_ROOT)) for r in found} <= ids
+    assert {f"quick/{r['run_id']}" for r in found} <= ids
 
 
 def test_variant_zoo_args_carry_its_params() -> None:

@@ -76,7 +76,8 @@ def plot_env(
     """
     Write the env's 2x2 figure.
 
-    :param train: algo -> one dict per seed with ``env_steps``, ``wall_s``, ``return`` arrays.
+    :param train: algo -> one dict per seed with ``env_steps``, ``wall_s``, ``return_mean`` arrays (the training
+        return's rolling mean of :data:`TRAIN_WINDOW` episodes, as :mod:`benchmarks.suite.store` keeps it).
     :param test: algo -> one dict per seed with ``env_steps``, ``wall_s``, ``mean_return`` arrays.
     :param random_return: A random policy's mean return, drawn as a dashed line.
     """
@@ -88,8 +89,8 @@ def plot_env(
 
     fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
     panels = [
-        (axes[0, 0], train, "env_steps", "return", f"training return (mean of {TRAIN_WINDOW} episodes)", "env steps"),
-        (axes[0, 1], train, "wall_s", "return", f"training return (mean of {TRAIN_WINDOW} episodes)", "wall-clock (min)"),
+        (axes[0, 0], train, "env_steps", "return_mean", f"training return (mean of {TRAIN_WINDOW} episodes)", "env steps"),
+        (axes[0, 1], train, "wall_s", "return_mean", f"training return (mean of {TRAIN_WINDOW} episodes)", "wall-clock (min)"),
         (axes[1, 0], test, "env_steps", "mean_return", "test return (10 episodes)", "env steps"),
         (axes[1, 1], test, "wall_s", "mean_return", "test return (10 episodes)", "wall-clock (min)"),
     ]
@@ -98,8 +99,6 @@ def plot_env(
             curves = []
             for seed in seeds:
                 x, y = seed[x_key], seed[y_key]
-                if y_key == "return":
-                    y = rolling_mean(y, TRAIN_WINDOW)
                 keep = np.isfinite(x) & np.isfinite(y)
                 x, y = x[keep], y[keep]
                 if x_key == "wall_s":

@@ -21,7 +21,9 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HYPERPARAMS_DIR = REPO_ROOT / "hyperparams"
 #: Where run folders are written (committed: small CSV/JSON files; rl-zoo3's model zips are ignored).
-DEFAULT_RESULTS_ROOT = REPO_ROOT / "docs" / "benchmarks" / "suite" / "results"
+# The run folders while a suite runs (git-ignored); the finished runs are committed as one table per suite
+# (benchmarks.suite.store).
+DEFAULT_RESULTS_ROOT = REPO_ROOT / "runs" / "suite"
 
 #: Evaluation: episodes per evaluation point and the number of points per run (rl-zoo3's EvalCallback).
 EVAL_EPISODES = 10

@@ -1,10 +1,11 @@
 """
-Write ``docs/benchmarks/README.md`` and the plots from the runs on disk:
+Write ``docs/benchmarks/README.md`` (or ``docs/benchmarks/<suite>.md``) and the plots from a suite's committed table:
 ``python -m benchmarks.suite.report [--suite quick]``.
 
-It reads only the run folders' committed files (``result.json``, ``train.csv``, ``eval.csv``), so it can be run at any
-time, also while the suite is still running or after it was interrupted; unfinished runs are listed as
-such. Every run found is listed, failed and capped ones included.
+It reads only the table ``docs/benchmarks/suite/data/<suite>.jsonl.gz`` (:mod:`benchmarks.suite.store`), so it
+regenerates every figure and table of the report from committed data. With ``--root`` it first packs the finished run
+folders found there into the table (a suite still running, or interrupted: its unfinished runs are listed as such).
+Every run of the table is listed, failed and capped ones included.
 """
 
 from __future__ import annotations
@@ -12,19 +13,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import cpu_model_name, fill_readme, package_version
-from benchmarks.suite import aggregate, protocol
+from benchmarks.common import fill_readme
+from benchmarks.suite import aggregate, protocol, store
 from benchmarks.suite.plots import plot_env
 from benchmarks.suite.random_baseline import RANDOM_FILE
-from benchmarks.suite.results import EVAL_CSV, RAW_DIR, RESULT_FILE, TRAIN_CSV, load_results, read_csv
+from benchmarks.suite.results import RAW_DIR, RESULT_FILE
 
 DOCS_DIR = protocol.REPO_ROOT / "docs" / "benchmarks"
 README = DOCS_DIR / "README.md"
@@ -126,43 +125,31 @@ def time_to_reach(eval_rows: list[dict[str, float]], value: float) -> tuple[floa
     return None
 
 
-def machine_description() -> str:
-    """CPU model, cores, memory and the library versions of the runs."""
-    memory = "?"
-    try:
-        with open("/proc/meminfo") as file:
-            memory = f"{int(file.readline().split()[1]) / 2**20:.0f} GiB"
-    except OSError:
-        pass
-    distributions = (
-        "torch", "stable_baselines3", "sb3_contrib", "rl_zoo3", "gymnasium", "pybullet", "pybullet_envs_gymnasium", "minigrid"
-    )  # fmt: skip
-    versions = [f"{distribution} {package_version(distribution)}" for distribution in distributions]
-    return (
-        f"{cpu_model_name()}, {os.cpu_count()} cores, {memory} RAM, no GPU; Linux {platform.release()}, "
-        f"Python {platform.python_version()}; {', '.join(versions)}."
-    )
-
-
 class Report:
     """The data of a suite's runs, and the sections of the README built from them."""
 
-    def __init__(self, root: Path, suite: str):
+    def __init__(self, suite: str, root: Path | None = None):
+        """
+        :param suite: The suite's name.
+        :param root: A results root whose finished run folders are packed into the table first; None reads the
+            committed table as it is.
+        """
         self.root = root
         self.suite = protocol.SUITES[suite]
-        self.results = load_results(root, suite)
+        if root is not None:
+            store.pack(root, suite)
+        self.results = store.load(suite, root)
         self.by_cell: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for result in self.results:
-            run_dir = Path(result["_dir"])
-            result["_eval"] = read_csv(run_dir / EVAL_CSV)
-            result["_train"] = read_csv(run_dir / TRAIN_CSV)
             self.by_cell[(result["env"], result["algo"])].append(result)
         self.unfinished = self._unfinished_runs()
         self.random = json.loads(RANDOM_FILE.read_text()) if RANDOM_FILE.is_file() else {}
 
     def _unfinished_runs(self) -> list[str]:
         """Folders of runs started but not finished (interrupted, or running now)."""
-        unfinished = []
+        unfinished: list[str] = []
+        if self.root is None:
+            return unfinished
         for run_json in sorted((self.root / self.suite.name).glob(f"*/*/*/{RAW_DIR}/run.json")):
             run_dir = run_json.parent.parent
             if not (run_dir / RESULT_FILE).is_file():
@@ -435,7 +422,7 @@ class Report:
             train, test = {}, {}
             for algo in self.algos(env):
                 runs = self.ok(env, algo)
-                train[algo] = [_arrays(r["_train"], ("env_steps", "wall_s", "return")) for r in runs]
+                train[algo] = [_arrays(r["_train"], ("env_steps", "wall_s", "return_mean")) for r in runs]
                 test[algo] = [_arrays(r["_eval"], ("env_steps", "wall_s", "mean_return")) for r in runs]
             path = PLOTS_DIR / f"{self.suite.name}_{env}.png"
             random_return = self.random.get(env, {}).get("mean_return")
@@ -486,17 +473,17 @@ def full_protocol_line() -> str:
     )
 
 
-def build(root: Path, suite: str) -> dict[str, str]:
+def build(suite: str, root: Path | None = None) -> dict[str, str]:
     """The generated blocks of a suite's report, by name (see :func:`benchmarks.common.fill_readme`)."""
-    report = Report(root, suite)
+    report = Report(suite, root)
     spec = report.suite
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     n_capped = sum(bool(r.get("capped")) for r in report.results)
     n_ok = sum(r["status"] == "ok" and not r.get("capped") for r in report.results)
     n_failed = sum(r["status"] == "failed" for r in report.results)
     summary = [
-        f"Generated by `python -m benchmarks.suite.report --suite {spec.name}` on {now} from the run folders in "
-        f"`docs/benchmarks/suite/results/{spec.name}/`. Suite **{spec.name}**: {spec.description}",
+        f"Generated by `python -m benchmarks.suite.report --suite {spec.name}` on {now} from the table "
+        f"`{protocol.repo_relative(store.table_path(spec.name, report.root))}`. Suite **{spec.name}**: {spec.description}",
         "",
         f"Runs: {len(report.results)} of the {len(protocol.expand(spec))} of the protocol have results ({n_ok} ran their "
         f"whole budget, {n_capped} were stopped by the wall-clock cap, {n_failed} failed); {len(report.unfinished)} were "
@@ -519,7 +506,7 @@ def build(root: Path, suite: str) -> dict[str, str]:
         "paper": report.paper_table(),
         "random": report.random_table(),
         "plots": report.plots(),
-        "machine": ["Machine: " + machine_description()],
+        "machine": ["Machines of the runs: " + "; ".join(store.machines(report.results))],
         "full": [full_protocol_line()],
         "commands": [*report.commands(), "", caps],
         "runs": report.run_list(),
@@ -530,13 +517,15 @@ def build(root: Path, suite: str) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.suite.report")
     parser.add_argument("--suite", choices=sorted(protocol.SUITES), default="quick")
-    parser.add_argument("--root", type=Path, default=protocol.DEFAULT_RESULTS_ROOT)
+    parser.add_argument(
+        "--root", type=Path, default=None, help="pack the finished run folders below this root into the table first"
+    )
     parser.add_argument("--out", type=Path, default=None, help="default: docs/benchmarks/README.md (quick) or <suite>.md")
     args = parser.parse_args(argv)
     out = args.out or (README if args.suite == "quick" else DOCS_DIR / f"{args.suite}.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     title = f"Benchmarks, suite {args.suite}: CEM-AH against CEM and the paper's baselines"
-    fill_readme(out, title, build(args.root.resolve(), args.suite))
+    fill_readme(out, title, build(args.suite, args.root.resolve() if args.root else None))
     print(f"wrote {out}")
 
 

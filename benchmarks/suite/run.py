@@ -6,8 +6,10 @@ Each run is ``python -m rl_zoo3.train --algo A --env E -f <run>/raw/zoo --seed S
 :mod:`benchmarks.suite.zoo_train` (rl-zoo3's ``train`` unmodified, plus evaluation timings and the
 wall-clock cap). The runner:
 
-- skips finished runs (their ``result.json``, written last and atomically, exists) and restarts an
-  interrupted one from scratch (its folder has no ``result.json``: it is deleted first);
+- writes each run's folder below ``--root`` (``runs/suite``, git-ignored) and, when it stops, packs the finished
+  runs into the suite's committed table (:mod:`benchmarks.suite.store`);
+- skips finished runs (a row of the table, or a folder whose ``result.json``, written last and atomically, exists)
+  and restarts an interrupted one from scratch (its folder has no ``result.json``: it is deleted first);
 - runs ``--jobs`` runs at a time (two on this 2-core machine; each run uses one core);
 - prints one line per run start and finish, with the elapsed time and an ETA;
 - on Ctrl-C (or SIGTERM) stops the running runs and exits; finished runs are never touched, the
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import write_json
-from benchmarks.suite import protocol
+from benchmarks.suite import protocol, store
 from benchmarks.suite.protocol import RunSpec
 from benchmarks.suite.results import RESULT_FILE, collect, raw_dir
 
@@ -72,7 +74,11 @@ def _display_path(path: Path) -> str:
 
 
 def is_finished(run: RunSpec, root: Path) -> bool:
-    return (run.run_dir(root) / RESULT_FILE).is_file()
+    """Whether the run has a result: a finished folder below ``root``, or a row of its suite's committed table."""
+    if (run.run_dir(root) / RESULT_FILE).is_file():
+        return True
+    suite, _, run_id = run.run_id.partition("/")
+    return run_id in store.finished_run_ids(suite, root)
 
 
 def load_rates(path: Path = RATES_FILE) -> dict[tuple[str, str], protocol.Rate]:
@@ -417,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if suite is protocol.PROBE:
             save_probe_rates(root)
+        if (root / suite.name).is_dir():
+            runner._log(f"packed the finished runs into {protocol.repo_relative(store.pack(root, suite.name))}")
     runner._log(f"done; {left} runs not finished" if left else "all runs finished")
     return 0
 
