@@ -1,5 +1,5 @@
 """
-Wall-clock cost of CEM-AH relative to CEM per training episode (issue 3; the paper's Table 1 reports
+Wall-clock cost of CEM-AH relative to CEM per training episode (the paper's Table 1 reports
 4.8x on the maze and 144x on reacher).
 
 For each env, one VecEnv (``make_vec_env``, ``n_envs`` DummyVecEnv slots) is shared by a ``CEM`` and a
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
         iterations = [iteration for env_id in args.envs for iteration in benchmark_env(env_id, args)]
     summaries = {env_id: summarise_env([it for it in iterations if it.env == env_id]) for env_id in args.envs}
     run.save("iterations.csv", [{**asdict(it), "other_s": it.other_s} for it in iterations], {"envs": summaries})
-    run.report("CEM-AH overhead over CEM per training episode (issue 3, the paper's Table 1)", tables(summaries))
+    run.report("CEM-AH overhead over CEM per training episode (the paper's Table 1)", tables(summaries))
 
 
 if __name__ == "__main__":

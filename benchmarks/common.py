@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import csv
 import datetime
+import gzip
 import hashlib
 import inspect
 import json
@@ -209,6 +210,34 @@ def write_json(path: pathlib.Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_table(path: pathlib.Path, key: str = "key") -> dict[str, dict[str, Any]]:
+    """
+    A study's results table written by :func:`write_table`: one JSON object per line, gzip-compressed.
+
+    :param path: The table (``.jsonl.gz``); a missing file is an empty table.
+    :param key: The field that names each row.
+    :return: The rows by their ``key``.
+    """
+    if not path.is_file():
+        return {}
+    with gzip.open(path, "rt") as file:
+        rows = [json.loads(line) for line in file if line.strip()]
+    return {row[key]: row for row in rows}
+
+
+def write_table(path: pathlib.Path, rows: dict[str, dict[str, Any]]) -> None:
+    """
+    Write a study's results as one compressed table, one JSON line per row in key order, atomically; the same rows
+    give the same bytes (no time stamp in the gzip header).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    lines = "".join(json.dumps(rows[key], sort_keys=True) + "\n" for key in sorted(rows))
+    with tmp.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as file:
+        file.write(lines.encode())
     os.replace(tmp, path)
 
 

@@ -12,8 +12,9 @@ Trains CEM-AH on one env for a budget of env steps, then evaluates on the same s
   ``ensemble_k{LARGE_ENSEMBLE}``: one of ``LARGE_ENSEMBLE`` policies: how much the ensemble's return owes to which K
   noise vectors it was given, and what more members would give.
 
-One JSON file per (config, env, seed) is written to ``--out``; existing files are skipped (resumable), and
-the table of every file in ``--out`` is printed and written to ``--out``/README.md. Example::
+One row per (config, env, seed) is added to the study's table ``--out``/results.jsonl.gz (runs already there are
+skipped: resumable), and the summary of every row is printed and written to ``--out``/README.md (without ``--env``,
+only that: the README's table regenerates from the committed data). Example::
 
     python -m benchmarks.imitation --env Walker2DBulletEnv-v0 --steps 225000 --seeds 0 1 \
         --config adversarial --params adversarial_steps=10
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import pathlib
 import time
 from collections.abc import Callable, Container
@@ -42,14 +42,17 @@ from benchmarks.common import (
     machine_description,
     markdown_table,
     quiet_native_stdout,
+    read_table,
     set_torch_threads,
-    write_json,
+    write_table,
 )
 from sb3_cemah import CEMAH
 from sb3_cemah.cemah.policies import ENSEMBLE_METHODS
 from sb3_cemah.common.population import PopulationResult
 
 ActFn = Callable[[np.ndarray], np.ndarray]
+#: A study's results: one compressed table in its folder.
+RESULTS_TABLE = "results.jsonl.gz"
 # Other noise draws of the ensemble evaluated per run, and the size of one larger ensemble.
 DRAWS = 4
 LARGE_ENSEMBLE = 100
@@ -206,7 +209,7 @@ def run(env_id: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     learn_seconds = time.perf_counter() - start
     returns = evaluate(model, env_id, last_population[0], args)
     # Kept (git-ignored) so that other test-time combinations can be evaluated without training again.
-    name = args.out / "models" / f"{args.config}_{env_id.replace('/', '-')}_{seed}"
+    name = args.out / "models" / result_key(args.config, env_id, seed)
     model.save(name)
     model.save_elite_buffer(name.with_name(name.name + "_buffer"))
     return {
@@ -271,9 +274,9 @@ def add_missing_returns(out: pathlib.Path, args: argparse.Namespace) -> None:
     Add to every result in ``out`` whose saved model is kept what it was written without: the other-draw
     ensembles (:func:`draw_returns`) and the ensemble combinations added to :data:`ENSEMBLE_METHODS` since.
     """
-    for path in sorted((out / "results").glob("*.json")):
-        result = json.loads(path.read_text())
-        model_path = out / "models" / f"{path.stem}.zip"
+    table = read_table(out / RESULTS_TABLE)
+    for key, result in table.items():
+        model_path = out / "models" / f"{key}.zip"
         if not model_path.exists():
             continue
         model = CEMAH.load(model_path, device="cpu")
@@ -287,8 +290,8 @@ def add_missing_returns(out: pathlib.Path, args: argparse.Namespace) -> None:
             continue
         result["returns"].update(added)
         result.setdefault("later_commands", []).append(command_line("benchmarks.imitation"))
-        write_json(path, result)
-        print(f"{path.name}: added {', '.join(added)}", flush=True)
+        write_table(out / RESULTS_TABLE, table)
+        print(f"{key}: added {', '.join(added)}", flush=True)
 
 
 HEADERS = [
@@ -308,8 +311,14 @@ HEADERS = [
 
 
 def load_results(out: pathlib.Path) -> list[dict[str, Any]]:
-    """The results written to ``out`` (one JSON per config, env and seed), in file-name order."""
-    return [json.loads(path.read_text()) for path in sorted((out / "results").glob("*.json"))]
+    """The results of the study ``out`` (its table: one row per config, env and seed), in key order."""
+    table = read_table(out / RESULTS_TABLE)
+    return [table[key] for key in sorted(table)]
+
+
+def result_key(config: str, env_id: str, seed: int) -> str:
+    """The name of one run in a study's table (and of its kept model in ``models/``)."""
+    return f"{config}_{env_id.replace('/', '-')}_{seed}"
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -342,28 +351,30 @@ def main() -> None:
     parser.add_argument("--stochastic", dest="deterministic", action="store_false", help="Sample discrete actions.")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("docs/benchmarks/imitation"))
     args = parser.parse_args()
-    if not args.add_missing and (not args.env or args.steps is None):
-        parser.error("--env and --steps are required (except with --add-missing)")
+    if args.env and args.steps is None:
+        parser.error("--steps is required with --env (without --env, the README is rewritten from the table)")
     args.params = parse_params(args.params)
     set_torch_threads(1)
     with quiet_native_stdout():
         import pybullet_envs_gymnasium  # noqa: F401  (registers the PyBullet ids)
     for env_id in args.env:
         for seed in args.seeds:
-            path = args.out / "results" / f"{args.config}_{env_id.replace('/', '-')}_{seed}.json"
-            if path.exists():
+            key = result_key(args.config, env_id, seed)
+            table = read_table(args.out / RESULTS_TABLE)
+            if key in table:
                 continue
             result = run(env_id, seed, args)
+            result["key"] = key
             result["command"] = command_line("benchmarks.imitation")
             result["machine"] = machine_description()
-            write_json(path, result)
+            table[key] = result
+            write_table(args.out / RESULTS_TABLE, table)
             print(markdown_table(HEADERS, summary_rows([result])), flush=True)
     if args.add_missing:
         add_missing_returns(args.out, args)
-    results = load_results(args.out)
-    table = markdown_table(HEADERS, summary_rows(results))
-    print(table)
-    fill_readme(args.out / "README.md", "CEM-AH imitation diagnostic", {"results": table})
+    summary = markdown_table(HEADERS, summary_rows(load_results(args.out)))
+    print(summary)
+    fill_readme(args.out / "README.md", "CEM-AH imitation diagnostic", {"results": summary})
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The CEM-AH ablation of issue 9 through benchmarks.imitation: defaults (no discriminator), the paper's full method
+# The CEM-AH ablation through benchmarks.imitation: defaults (no discriminator), the paper's full method
 # (with the discriminator) and no pre-training (adversarial only); 3 seeds, equal env-step budgets per env, on the
 # five envs of the issue. Resumable: finished (config, env, seed) files are skipped. Two chains, one per core.
-# Usage: bash benchmarks/imitation_ablation.sh [OUT]   (default docs/benchmarks/imitation/ablation_v2)
+# Usage: bash benchmarks/imitation_ablation.sh [OUT]   (default docs/benchmarks/imitation/ablation)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out="${1:-docs/benchmarks/imitation/ablation_v2}"
+out="${1:-docs/benchmarks/imitation/ablation}"
 python="${PYTHON:-.venv/bin/python}"
 run() {  # run CONFIG ENV STEPS [PARAMS...]
   local config=$1 env=$2 steps=$3 options=()

@@ -1,5 +1,5 @@
 """
-Env steps per second of CEM's population on one machine, per evaluator, side by side in one run (issue 11),
+Env steps per second of CEM's population on one machine, per evaluator, side by side in one run,
 and the time-per-iteration model that projects them to a cluster.
 
 Four set-ups, two env slots in all, the same seeded populations, interleaved repetitions (the order rotates):
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = run.rows("measurements.csv") if run.args.from_dir is not None else measure(run.args)
     summary = summarize(rows)
     run.save("measurements.csv", rows, summary)
-    run.report(f"Scaling CEM's population on {run.args.env} (issue 11)", tables(summary))
+    run.report(f"Scaling CEM's population on {run.args.env}", tables(summary))
 
 
 if __name__ == "__main__":

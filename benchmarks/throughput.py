@@ -1,6 +1,6 @@
 """
 Env steps per second of CEM compared, in the same run, with random actions on the same VecEnv and with
-sb3-contrib's ARS (issue 2).
+sb3-contrib's ARS.
 
 Four measurements, interleaved and repeated (the order rotates every repetition, so that a burst of load
 from other jobs on a shared machine hits all four alike):
@@ -11,7 +11,7 @@ from other jobs on a shared machine hits all four alike):
   the timing), so that the baseline is the VecEnv alone as every SB3 algorithm steps it (CEM's evaluator steps a
   plain DummyVecEnv without SB3's deep copies, see :mod:`sb3_cemah.common.population`, so it can exceed it);
 - ``bare``: one env from ``gymnasium.make`` (no Monitor, no VecEnv) stepping random actions drawn in advance,
-  reset when an episode ends: the env's own rate (issue 11's second goal);
+  reset when an episode ends: the env's own rate;
 - ``ars``: ``ARS("LinearPolicy", env)`` with its default hyper-parameters on a one-slot VecEnv, its intended
   set-up (it evaluates candidates one after the other with ``evaluate_policy``; on an 8-slot VecEnv it would
   step 8 envs to finish one episode), for as many env steps as CEM took.
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import pathlib
 import pstats
 import time
 from dataclasses import asdict, dataclass
@@ -47,8 +46,7 @@ from benchmarks.common import CEM_ENV_SETTINGS, Stopwatch, format_spread, markdo
 from sb3_cemah import CEM
 from sb3_cemah.common.population import PopulationResult
 
-# Issue 11's goals against the same VecEnv stepping random actions and one bare env's own rate (issue 2 asked for
-# 0.8 of the random rate), and issue 2's against sb3-contrib's ARS.
+# Goals against the same VecEnv stepping random actions and one bare env's own rate, and against sb3-contrib's ARS.
 GOAL_VS_RANDOM = 0.85
 GOAL_VS_BARE = 0.8
 GOAL_VS_ARS = 2.0
@@ -176,7 +174,7 @@ def time_ars(model: Any, n_env_steps: int, repetition: int) -> Measurement:
     return Measurement(repetition, "ars", env_steps, env_steps, watch.wall, watch.cpu)
 
 
-def profile_cem(model: StepCountingCEM, output: pathlib.Path, n_top: int = 25) -> dict[str, Any]:
+def profile_cem(model: StepCountingCEM, n_top: int = 25) -> dict[str, Any]:
     """
     One CEM population under cProfile: the top functions by own time (``file:line``) and the share of the
     population's time spent inside a few functions that matter (env step, policy forward, callbacks...).
@@ -186,7 +184,6 @@ def profile_cem(model: StepCountingCEM, output: pathlib.Path, n_top: int = 25) -
     model.learn(1, reset_num_timesteps=False)
     profiler.disable()
     stats = pstats.Stats(profiler)
-    stats.dump_stats(str(output / "cem_population.prof"))
     entries = stats.stats  # type: ignore[attr-defined]
     total = max(entry[3] for entry in entries.values())  # cumulative time of the outermost call
 
@@ -205,10 +202,10 @@ def profile_cem(model: StepCountingCEM, output: pathlib.Path, n_top: int = 25) -
         "the envs' step (incl. Monitor)": ("monitor.py", "step"),
         "the evaluator's DummyVecEnv step (envs + bookkeeping)": ("population.py", "_step_dummy_vec_env"),
         "FlatPolicyNetwork.forward_layers (batched policy)": ("policy_network.py", "forward_layers"),
-        "CEMPolicy.obs_to_features": ("policies.py", "obs_to_features"),
-        "CEMPolicy.outputs_to_actions": ("policies.py", "outputs_to_actions"),
-        "CEMPolicy.actions_to_env": ("policies.py", "actions_to_env"),
-        "CEM._on_env_step (counters, info buffer, callback)": ("cem.py", "_on_env_step"),
+        "FlatPolicy.obs_to_features": ("flat_policy.py", "obs_to_features"),
+        "FlatPolicy.outputs_to_actions": ("flat_policy.py", "outputs_to_actions"),
+        "FlatPolicy.actions_to_env": ("flat_policy.py", "actions_to_env"),
+        "CEM._on_env_step (counters, info buffer, callback)": ("population_algorithm.py", "_on_env_step"),
         "_check_finite (obs and reward checks)": ("population.py", "_check_finite"),
         "VecEnv.reset": ("dummy_vec_env.py", "reset"),
     }
@@ -216,9 +213,6 @@ def profile_cem(model: StepCountingCEM, output: pathlib.Path, n_top: int = 25) -
     for label, (file_suffix, function) in watched.items():
         cumulative = sum(value[3] for key, value in entries.items() if key[0].endswith(file_suffix) and key[2] == function)
         breakdown.append({"part": label, "cumulative_s": round(cumulative, 4), "share": round(cumulative / total, 4)})
-    with (output / "cem_population_profile.txt").open("w") as file:
-        stats.stream = file  # type: ignore[attr-defined]
-        stats.sort_stats("tottime").print_stats(40)
     return {"total_s": round(total, 4), "top_own_time": top_rows, "breakdown": breakdown}
 
 
@@ -264,7 +258,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     timer.remove()
     bare_timer.remove()
-    profile = None if args.no_profile else profile_cem(cem, args.output)
+    profile = None if args.no_profile else profile_cem(cem)
     env.close()
     bare_env.close()
     return {"measurements": measurements, "profile": profile, "steps_per_population": steps_per_population}
@@ -404,7 +398,7 @@ def reprofile(args: argparse.Namespace) -> dict[str, Any]:
     settings = CEM_ENV_SETTINGS.get(args.env, {})
     cem = StepCountingCEM("MlpPolicy", env, population_size=args.population_size, seed=args.seed, **settings)
     cem.learn(1)
-    profile = profile_cem(cem, args.output)
+    profile = profile_cem(cem)
     env.close()
     return profile
 
@@ -446,7 +440,7 @@ def main(argv: list[str] | None = None) -> None:
         "cpu_us_per_vec_step_inside_outside_share": per_step_rows(measurements),
     }
     run.save("measurements.csv", rows, summary)
-    print(run.report(f"CEM throughput on {args.env} (issue 2)", tables(measurements, outcome["profile"])).read_text())
+    print(run.report(f"CEM throughput on {args.env}", tables(measurements, outcome["profile"])).read_text())
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -134,21 +133,3 @@ class SpacesEnv(gym.Env):
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         return self.observation_space.sample(), 0.0, True, False, {}
-
-
-# Keys that rl-zoo3 consumes itself instead of passing them to the algorithm.
-ZOO_KEYS = {"n_timesteps", "n_envs", "normalize", "env_wrapper", "vec_env_wrapper", "frame_stack", "callback"}
-ZOO_KEYS |= {"monitor_kwargs", "env_kwargs", "noise_type", "noise_std"}
-
-
-def constructor_parameters(cls: type) -> set[str]:
-    """Keyword arguments of ``cls``, and of its base classes as long as ``**kwargs`` passes them on."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        parameters = inspect.signature(klass).parameters
-        names |= set(parameters)
-        if not any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
-            break
-    return names

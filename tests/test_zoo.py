@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from conftest import ZOO_KEYS, constructor_parameters
+
+from sb3_cemah.zoo import ZOO_KEYS, constructor_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 HYPERPARAMS = REPO / "hyperparams"

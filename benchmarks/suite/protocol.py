@@ -145,7 +145,7 @@ def _mujoco(key: str, env_id: str, ars: Reference, td3: float, env_steps_per_s: 
     )
 
 
-# Issue 12's goals for CEM-AH within 3M steps sit beside rl-zoo3's ARS agents.
+# Goals for CEM-AH within 3M steps, beside rl-zoo3's ARS agents.
 ENVS.update(
     {
         "halfcheetah": _mujoco(

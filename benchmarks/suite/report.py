@@ -354,9 +354,9 @@ class Report:
                     f" at {result.get('stopped_at_step') or m['env_steps']:,} steps, {fmt_seconds(result.get('stopped_at_s'))}"
                 )
             lines.append(
-                f"| [{result['env']}/{result['algo']}/seed{result['seed']}](suite/results/{result['suite']}/{result['env']}/"
-                f"{result['algo']}/seed{result['seed']}) | {result['status']} | {stop} | {m['env_steps']:,} | "
-                f"{m['train_episodes']:,} | {fmt_seconds(result['wall_s'])} | {final} | {result.get('finished_utc', '')} |"
+                f"| {result['env']}/{result['algo']}/seed{result['seed']} | {result['status']} | {stop} | "
+                f"{m['env_steps']:,} | {m['train_episodes']:,} | {fmt_seconds(result['wall_s'])} | {final} | "
+                f"{result.get('finished_utc', '')} |"
             )
         for path in self.unfinished:
             lines.append(f"| {path} | not finished (interrupted or running) | | | | | | |")
@@ -410,7 +410,9 @@ class Report:
         """The rl-zoo3 command of each algorithm and env (seed and folder vary)."""
         seen: dict[tuple[str, str], str] = {}
         for result in self.results:
-            seen.setdefault((result["env"], result["algo"]), result["command"])
+            # Runs made before the run folders moved out of docs/ recorded their old folder.
+            command = result["command"].replace("docs/benchmarks/suite/results/", "runs/suite/")
+            seen.setdefault((result["env"], result["algo"]), command)
         return [
             f"    {command}"
             for _, command in sorted(seen.items(), key=lambda kv: (protocol.ENV_ORDER.index(kv[0][0]), kv[0][1]))

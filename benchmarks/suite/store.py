@@ -10,8 +10,6 @@ disk are kept, so that packing a partial re-run updates its runs only. The repor
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import platform
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import cpu_model_name, package_version
+from benchmarks.common import cpu_model_name, package_version, read_table, write_table
 from benchmarks.suite import protocol
 from benchmarks.suite.plots import TRAIN_WINDOW, rolling_mean
 from benchmarks.suite.results import EVAL_CSV, TRAIN_CSV, load_results, read_csv
@@ -108,25 +106,14 @@ def pack(root: Path, suite: str) -> Path:
     :return: The table's path.
     """
     path = table_path(suite, root)
-    rows = {row["run_id"]: row for row in _read(path)}
+    rows = read_table(path, key="run_id")
     for result in load_results(root, suite):
         run_id = str(Path(result["_dir"]).relative_to(root / suite))
         if run_id in rows and "machine" in rows[run_id]:
             result.setdefault("machine", rows[run_id]["machine"])  # re-packed: keep where it ran
         rows[run_id] = _row(result, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(rows[run_id], sort_keys=True) for run_id in sorted(rows)]
-    # mtime=0: the same runs give the same bytes.
-    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as file:
-        file.write(("\n".join(lines) + "\n").encode())
+    write_table(path, rows)
     return path
-
-
-def _read(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with gzip.open(path, "rt") as file:
-        return [json.loads(line) for line in file if line.strip()]
 
 
 def load(suite: str, root: Path | None = None) -> list[dict[str, Any]]:
@@ -136,7 +123,7 @@ def load(suite: str, root: Path | None = None) -> list[dict[str, Any]]:
     ``return_mean``), sorted by run id.
     """
     runs = []
-    for row in _read(table_path(suite, root)):
+    for row in read_table(table_path(suite, root), key="run_id").values():
         evals, train = row.pop("eval"), row.pop("train")
         row["_eval"] = [dict(zip(evals, values, strict=True)) for values in zip(*evals.values(), strict=True)]
         row["_train"] = [dict(zip(train, values, strict=True)) for values in zip(*train.values(), strict=True)]
@@ -146,4 +133,4 @@ def load(suite: str, root: Path | None = None) -> list[dict[str, Any]]:
 
 def finished_run_ids(suite: str, root: Path | None = None) -> set[str]:
     """The runs of ``suite`` that its table (of the results root ``root``) holds."""
-    return {row["run_id"] for row in _read(table_path(suite, root))}
+    return set(read_table(table_path(suite, root), key="run_id"))

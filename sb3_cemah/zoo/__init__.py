@@ -45,7 +45,9 @@ __all__ = [
     "ALGO_NAMES",
     "RL_ZOO3_VERSIONS",
     "SAMPLED_ALGO_NAMES",
+    "ZOO_KEYS",
     "RlZoo3PatchError",
+    "constructor_parameters",
     "default_config",
     "hyperparams_dir",
     "hyperparams_file",
@@ -60,6 +62,29 @@ ALGO_NAMES = ("cem", "cemah", "qtopt", "qtopt_ddpg")
 SAMPLED_ALGO_NAMES = ("cem", "cemah")
 #: The rl-zoo3 versions the patches are tested with; ``pyproject.toml``'s ``zoo`` extra declares the same range.
 RL_ZOO3_VERSIONS = ">=2.9,<2.10"
+
+
+#: Keys of a yml entry that rl-zoo3 consumes itself instead of passing them to the algorithm.
+ZOO_KEYS = frozenset(
+    {"n_timesteps", "n_envs", "normalize", "env_wrapper", "vec_env_wrapper", "frame_stack", "callback"}
+    | {"monitor_kwargs", "env_kwargs", "noise_type", "noise_std"}
+)
+
+
+def constructor_parameters(cls: type) -> set[str]:
+    """
+    The keyword arguments ``cls(...)`` accepts: those of its ``__init__``, and of its base classes' as long as
+    ``**kwargs`` passes them on. A yml entry's keys outside these and :data:`ZOO_KEYS` would fail in rl-zoo3.
+    """
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = inspect.signature(klass).parameters
+        names |= set(parameters)
+        if not any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+            break
+    return names
 
 
 class RlZoo3PatchError(RuntimeError):
