@@ -140,7 +140,7 @@ def evaluate(model: CEMAH, env_id: str, last_population: tuple[th.Tensor, Popula
     """
     weights, result = last_population
     members = model.policy.fixed_ensemble_weights()[:MEMBERS_TESTED]
-    elites = weights[th.as_tensor(model._elite_indices(result), device=weights.device)]
+    elites = weights[th.as_tensor(model.elite_indices(result), device=weights.device)]
     flat = th.cat([model.policy.mean[None], elites, members])
     flat_returns = seeded_returns(
         env_id, flat_policies_actor(model, flat, args.episodes, args.deterministic), len(flat), args.episodes, args.eval_seed
@@ -217,7 +217,7 @@ def run(env_id: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "env": env_id,
         "seed": seed,
         "steps": model.num_timesteps,
-        "iterations": model._n_iterations,
+        "iterations": model.n_iterations,
         "params": {key: repr(value) for key, value in args.params.items()},
         "deterministic": args.deterministic,
         "learn_seconds": learn_seconds,

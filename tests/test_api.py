@@ -123,3 +123,21 @@ def test_cemah_file_of_the_previous_version_is_refused_with_the_reason(tmp_path:
     with pytest.raises(ValueError, match=r"saved by sb3-cemah 0.1.*cannot restore it"):
         CEMAH.load(tmp_path / "old.zip")
     assert (tmp_path / "old.zip").is_file()  # the file itself is left alone
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def test_cem_file_of_the_previous_version_loads_and_trains_on() -> None:
+    """``tests/data/cem_0.1.zip`` was saved by sb3-cemah 0.1 (CartPole, population 4, 300 steps)."""
+    model = CEM.load(DATA / "cem_0.1.zip", env=gym.make("CartPole-v1"))
+    obs = np.array([[0.01, 0.02, 0.03, 0.04]], dtype=np.float32)
+    assert model.predict(obs, deterministic=True)[0].shape == (1,)
+    start = model.num_timesteps
+    model.learn(300, reset_num_timesteps=False)
+    assert model.num_timesteps > start and model.n_iterations > 0
+
+
+def test_cemah_file_of_the_previous_version_says_why_it_cannot_load() -> None:
+    with pytest.raises(ValueError, match=r"saved by sb3-cemah 0\.1.*pip install sb3-cemah==0\.1"):
+        CEMAH.load(DATA / "cemah_0.1.zip")

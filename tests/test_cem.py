@@ -91,7 +91,7 @@ def test_gaussian_is_refitted_to_the_elites(cem_for_train: Callable) -> None:
 def test_elite_ties_keep_lower_indices(cem_for_train: Callable) -> None:
     model = cem_for_train(elite_frac=0.2)
     _weights, result = make_train_input(model, [1, 3, 3, 3, 0, 3, 0, 0, 0, 0])
-    np.testing.assert_array_equal(model._elite_indices(result), [1, 2])
+    np.testing.assert_array_equal(model.elite_indices(result), [1, 2])
 
 
 def test_alive_bonus_offset_ranks_on_return_without_the_bonus(cem_for_train: Callable) -> None:
@@ -99,7 +99,7 @@ def test_alive_bonus_offset_ranks_on_return_without_the_bonus(cem_for_train: Cal
     weights, result = make_train_input(model, [100, 10, 60, 40, 5, 0, 0, 0, 0, 0])
     # Candidate 0 stood still for 100 steps at 1 per step; 2 and 3 moved and fell early.
     result.episode_lengths = np.array([100, 10, 20, 10, 5, 1, 1, 1, 1, 1], dtype=float)
-    np.testing.assert_array_equal(model._elite_indices(result), [2, 3])
+    np.testing.assert_array_equal(model.elite_indices(result), [2, 3])
     model.train(weights, result)
     th.testing.assert_close(model.policy.mean, weights[[2, 3]].mean(dim=0))
 

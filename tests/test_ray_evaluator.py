@@ -112,7 +112,7 @@ def test_cemah_fetches_the_steps_it_imitates_only(imitation_states: str) -> None
     model.train = keep  # type: ignore[method-assign]
     model.learn(1)
     (result,) = records
-    recorded = model._elite_indices(result) if imitation_states == "elite" else np.arange(len(result.returns))
+    recorded = model.elite_indices(result) if imitation_states == "elite" else np.arange(len(result.returns))
     assert set(np.unique(result.step_candidates)) == set(recorded.tolist())
     assert result.observations.shape[0] == result.step_candidates.shape[0] == result.actions.shape[0]
     assert result.observations.shape[0] == int(np.sum(result.episode_lengths[recorded]))

@@ -175,8 +175,14 @@ class CEM(PopulationAlgorithm):
         """What the candidates are ranked on: return + ``alive_bonus_offset`` * episode length, ``(n_candidates,)``."""
         return result.returns + self.alive_bonus_offset * result.episode_lengths
 
-    def _elite_indices(self, result: PopulationResult) -> np.ndarray:
-        """Indices of the ``n_elite`` fittest candidates, best first (ties keep the lower index, for reproducibility)."""
+    def elite_indices(self, result: PopulationResult) -> np.ndarray:
+        """
+        Indices of the ``n_elite`` fittest candidates of an evaluated population, best first (ties keep the lower index,
+        for reproducibility).
+
+        :param result: The population's evaluation.
+        :return: Shape ``(n_elite,)``.
+        """
         return np.argsort(-self._fitness(result), kind="stable")[: self.n_elite]
 
     def _elite_moments(self, elite_weights: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
@@ -201,7 +207,7 @@ class CEM(PopulationAlgorithm):
         :param weights: The evaluated candidates, shape ``(population_size, n_params)``.
         :param result: Their evaluation.
         """
-        elite = self._elite_indices(result)
+        elite = self.elite_indices(result)
         mean, variance = self._elite_moments(weights[th.as_tensor(elite, device=weights.device)])
         min_std = self._min_std_schedule(self._current_progress_remaining)
         std = th.sqrt(variance).clamp_min(min_std)

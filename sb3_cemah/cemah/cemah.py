@@ -250,7 +250,7 @@ class CEMAH(CEM):
         self.logger.record("train/learning_rate", self.lr_schedule(self._current_progress_remaining))
 
     def _recorded_candidates(self, result: PopulationResult) -> np.ndarray:
-        return recorded_candidates(self.imitation_states, self._elite_indices(result), len(result.returns))
+        return recorded_candidates(self.imitation_states, self.elite_indices(result), len(result.returns))
 
     def _admit_elites(self, weights: th.Tensor, result: PopulationResult) -> bool:
         """Offer this iteration's elite tuples to the buffer (Algorithm 2, lines 5-6); see :func:`label_elites`."""
@@ -258,7 +258,7 @@ class CEMAH(CEM):
         # changed the env).
         featurize = self._normalized_features if self._normalizes_observations else None
         self.elite_buffer.set_featurizer(featurize)
-        elite = self._elite_indices(result)
+        elite = self.elite_indices(result)
         labelled = label_elites(
             self.policy,
             weights,

@@ -121,6 +121,11 @@ class PopulationAlgorithm(BaseAlgorithm):
         self._algorithm_name = type(self).__name__
         self._save_format = SAVE_FORMAT
 
+    @property
+    def n_iterations(self) -> int:
+        """Iterations (populations evaluated and trained on) so far, over every ``learn`` call."""
+        return self._n_iterations
+
     # ------------------------------------------------------------------------------------------------------------------
     # What a subclass implements
     # ------------------------------------------------------------------------------------------------------------------
