@@ -28,6 +28,7 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from gymnasium.wrappers import TimeLimit
 from stable_baselines3.common.env_util import make_vec_env
 
 from benchmarks import common
@@ -108,7 +109,8 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     snapshots: list[dict[str, Any]] = []
     for algorithm_class in (CEM, CEMAH):
         name = algorithm_class.__name__
-        env = make_vec_env(NegativeSchwefelEnv, n_envs=args.n_envs, seed=seed)
+        # One step per episode; the algorithms ask for a declared bound on every env's episodes.
+        env = make_vec_env(lambda: TimeLimit(NegativeSchwefelEnv(), max_episode_steps=1), n_envs=args.n_envs, seed=seed)
         kwargs: dict[str, Any] = {} if args.initial_std is None else {"initial_std": args.initial_std}
         if algorithm_class is CEMAH:
             kwargs.update(args.cemah_kwargs)
