@@ -101,7 +101,7 @@ class FlatPolicy(BasePolicy):
         :return: Features ``(batch, input_dim)`` on the policy's device."""
         if self._box_features_on_cpu:
             # What features() computes for a Box space (float32 cast, flatten), in numpy and one zero-copy tensor:
-            # this runs at every VecEnv step, where each torch op on such small tensors costs ~5-30 us.
+            # this runs at every VecEnv step, where each torch op on such small tensors costs more than the numpy work.
             return th.from_numpy(np.asarray(observation, dtype=np.float32).reshape(len(observation), -1))
         return self.features(th.as_tensor(observation, device=self.device))
 

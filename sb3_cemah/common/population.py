@@ -7,7 +7,7 @@ with the number of candidates, and ``SubprocVecEnv`` spreads the env steps over 
 
 On a plain ``DummyVecEnv`` (what ``make_vec_env`` and rl-zoo3 build when nothing wraps it) the slots are stepped
 as ``DummyVecEnv.step`` does, into its own buffers, but without its deep copies of the observation buffer and of
-every info dict at every step (7 % of a reacher population, as much as the evaluator's own work); the infos are
+every info dict at every step (a cost as large as the evaluator's own work); the infos are
 the envs' own dicts, fresh at every step. Any other VecEnv is stepped through ``VecEnv.step``.
 
 Returns are the env's own: under ``VecNormalize`` (rl-zoo3's ``normalize: true``) candidates are ranked on
