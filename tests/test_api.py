@@ -141,3 +141,23 @@ def test_cem_file_of_the_previous_version_loads_and_trains_on() -> None:
 def test_cemah_file_of_the_previous_version_says_why_it_cannot_load() -> None:
     with pytest.raises(ValueError, match=r"saved by sb3-cemah 0\.1.*pip install sb3-cemah==0\.1"):
         CEMAH.load(DATA / "cemah_0.1.zip")
+
+
+def test_imitation_runs_on_one_thread_and_restores_the_callers_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    model = CEMAH("MlpPolicy", "CartPole-v1", population_size=4, elite_frac=0.5, pretrain_steps=2, seed=0)
+    train_generator = model._train_generator
+
+    def recording() -> None:
+        seen.append(th.get_num_threads())
+        train_generator()
+
+    monkeypatch.setattr(model, "_train_generator", recording)
+    previous = th.get_num_threads()
+    th.set_num_threads(2)
+    try:
+        model.learn(300)
+        assert seen and set(seen) == {1}
+        assert th.get_num_threads() == 2
+    finally:
+        th.set_num_threads(previous)

@@ -23,6 +23,7 @@ from sb3_cemah.cemah.policies import CEMAHPolicy, MlpPolicy
 from sb3_cemah.common.evaluators import PopulationEvaluator
 from sb3_cemah.common.population import PopulationResult
 from sb3_cemah.common.population_algorithm import SAVE_FORMAT
+from sb3_cemah.common.threads import IMITATION_THREADS, torch_threads
 
 __all__ = ["CEMAH", "PAPER_PRESET"]
 
@@ -241,7 +242,7 @@ class CEMAH(CEM):
         # The buffer's held-out split and the gradient steps draw from a stream of (run seed, iteration), like the
         # populations: a run resumed from a saved model and elite buffer continues exactly.
         (training_seed,) = self._iteration_seeds(1, TRAINING_STREAM)
-        with self._seeded_torch(training_seed):
+        with self._seeded_torch(training_seed), torch_threads(IMITATION_THREADS):
             admitted = self._admit_elites(weights, result)
             self._train_generator()
         self.logger.record("train/buffer_size", self.elite_buffer.size)
