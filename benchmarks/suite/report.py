@@ -410,9 +410,7 @@ class Report:
         """The rl-zoo3 command of each algorithm and env (seed and folder vary)."""
         seen: dict[tuple[str, str], str] = {}
         for result in self.results:
-            # Runs made before the run folders moved out of docs/ recorded their old folder.
-            command = result["command"].replace("docs/benchmarks/suite/results/", "runs/suite/")
-            seen.setdefault((result["env"], result["algo"]), command)
+            seen.setdefault((result["env"], result["algo"]), result["command"])
         return [
             f"    {command}"
             for _, command in sorted(seen.items(), key=lambda kv: (protocol.ENV_ORDER.index(kv[0][0]), kv[0][1]))

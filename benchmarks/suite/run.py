@@ -73,12 +73,22 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
+def finished_runs(runs: list[RunSpec], root: Path) -> set[str]:
+    """
+    The ids of the runs that have a result: a finished folder below ``root``, or a row of their suite's table (read
+    once per suite).
+    """
+    in_tables = {suite: store.finished_run_ids(suite, root) for suite in {run.suite for run in runs}}
+    return {
+        run.run_id
+        for run in runs
+        if (run.run_dir(root) / RESULT_FILE).is_file() or run.run_id.partition("/")[2] in in_tables[run.suite]
+    }
+
+
 def is_finished(run: RunSpec, root: Path) -> bool:
-    """Whether the run has a result: a finished folder below ``root``, or a row of its suite's committed table."""
-    if (run.run_dir(root) / RESULT_FILE).is_file():
-        return True
-    suite, _, run_id = run.run_id.partition("/")
-    return run_id in store.finished_run_ids(suite, root)
+    """Whether one run has a result (see :func:`finished_runs`)."""
+    return run.run_id in finished_runs([run], root)
 
 
 def load_rates(path: Path = RATES_FILE) -> dict[tuple[str, str], protocol.Rate]:
@@ -281,7 +291,8 @@ class Runner:
         :param stop_launching_at: Launch no run after this time.
         :param finish_by: Launch only runs expected to finish before this time (the others are skipped).
         """
-        pending = [run for run in runs if not is_finished(run, self.root)]
+        finished = finished_runs(runs, self.root)
+        pending = [run for run in runs if run.run_id not in finished]
         n_total = len(runs)
         n_done = n_total - len(pending)
         self._log(f"{n_done}/{n_total} runs already finished, {len(pending)} to run with {self.jobs} jobs")
@@ -324,9 +335,10 @@ def _tail(path: Path, n_lines: int) -> str:
 def dry_run(runs: list[RunSpec], root: Path, rates: dict[tuple[str, str], protocol.Rate], python: str) -> None:
     """Print the runs, their state, estimated time and command, and the estimated core-hours."""
     total = left = 0.0
+    finished = finished_runs(runs, root)
     for run in runs:
         estimate = protocol.estimate_seconds(run, rates)
-        done = is_finished(run, root)
+        done = run.run_id in finished
         total += estimate
         left += 0.0 if done else estimate
         measured = "measured" if (run.algo, run.env) in rates else "guessed"
