@@ -143,14 +143,14 @@ def test_cemah_file_of_the_previous_version_says_why_it_cannot_load() -> None:
         CEMAH.load(DATA / "cemah_0.1.zip")
 
 
-def test_imitation_runs_on_one_thread_and_restores_the_callers_count(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_learn_runs_on_one_torch_thread_and_restores_the_callers_count(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
     model = CEMAH("MlpPolicy", "CartPole-v1", population_size=4, elite_frac=0.5, pretrain_steps=2, seed=0)
     train_generator = model._train_generator
 
-    def recording() -> None:
-        seen.append(th.get_num_threads())
-        train_generator()
+    def recording(*args: Any) -> dict[str, float]:
+        seen.append(th.get_num_threads())  # on the imitation thread
+        return train_generator(*args)
 
     monkeypatch.setattr(model, "_train_generator", recording)
     previous = th.get_num_threads()

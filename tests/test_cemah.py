@@ -13,6 +13,7 @@ import pytest
 import torch as th
 from conftest import TINY_CEMAH_KWARGS
 from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
@@ -203,7 +204,7 @@ def test_model_admits_exactly_the_elite_steps(cartpole_vec: Callable, make_model
     weights = policy.sample_weights(10)
     result = evaluate_population(env, policy, weights, record=True)
 
-    assert model._admit_elites(weights, result)
+    assert model._admit_elites(weights, result, model._current_featurizer())
 
     elite = np.argsort(-result.returns, kind="stable")[:3]
     is_elite_step = np.isin(result.step_candidates, elite)
@@ -227,7 +228,7 @@ def test_model_admits_exactly_the_elite_steps(cartpole_vec: Callable, make_model
     zeros = th.zeros(10, policy.network.n_params)
     worse = evaluate_population(env, policy, zeros, record=True)  # ~9 steps each
     assert worse.returns.max() < result.returns[elite].mean()
-    assert not model._admit_elites(zeros, worse)
+    assert not model._admit_elites(zeros, worse, model._current_featurizer())
 
 
 def distance_to_nearest(points: th.Tensor, others: th.Tensor) -> th.Tensor:
@@ -254,7 +255,7 @@ def test_population_states_are_labelled_by_every_elite(
     th.manual_seed(0)
     weights = policy.sample_weights(10)
     result = evaluate_population(env, policy, weights, record=True)
-    assert len(result.step_candidates) > 90 and model._admit_elites(weights, result)
+    assert len(result.step_candidates) > 90 and model._admit_elites(weights, result, model._current_featurizer())
 
     features, targets, elites = model.elite_buffer.tuples()
     assert model.elite_buffer.size == 90 and th.bincount(elites).tolist() == [30, 30, 30]
@@ -286,7 +287,7 @@ def test_buffered_features_follow_the_vec_normalize_statistics(make_model: Calla
     weights = policy.sample_weights(10)
     result = evaluate_population(env, policy, weights, record=True)
     assert result.original_observations is not None
-    assert model._admit_elites(weights, result)
+    assert model._admit_elites(weights, result, model._current_featurizer())
 
     elite = np.argsort(-result.returns, kind="stable")[:3]
     is_elite_step = np.isin(result.step_candidates, elite)
@@ -300,7 +301,7 @@ def test_buffered_features_follow_the_vec_normalize_statistics(make_model: Calla
     model.elite_buffer.gate = True
     worse = evaluate_population(env, policy, th.zeros_like(weights), record=True)
     worse.returns[:] = -1.0
-    assert not model._admit_elites(th.zeros_like(weights), worse)
+    assert not model._admit_elites(th.zeros_like(weights), worse, model._current_featurizer())
     renormalized = policy.obs_to_features(env.normalize_obs(result.original_observations[is_elite_step]))
     assert not th.allclose(renormalized, expected)
     features = model.elite_buffer.tuples()[0]
@@ -353,6 +354,64 @@ def test_resumed_cemah_run_equals_uninterrupted_run(cartpole_vec: Callable, make
     assert resumed._n_iterations == uninterrupted._n_iterations and resumed.num_timesteps == uninterrupted.num_timesteps
     for name, value in uninterrupted.policy.state_dict().items():
         assert th.equal(resumed.policy.state_dict()[name], value), name
+
+
+class ReadingCallback(BaseCallback):
+    """Draws from torch's global RNG at every step and acts with the model every ``every`` steps (mid-population)."""
+
+    def __init__(self, observations: np.ndarray, every: int = 50):
+        super().__init__()
+        self.observations = observations
+        self.every = every
+        self.actions: list[np.ndarray] = []
+
+    def _on_step(self) -> bool:
+        th.rand(3)
+        if self.n_calls % self.every == 0:
+            self.actions.append(self.model.predict(self.observations, deterministic=True)[0])
+        return True
+
+
+@pytest.mark.parametrize(
+    ("env_id", "options"),
+    [
+        ("CartPole-v1", {}),
+        (
+            "CartPole-v1",
+            {
+                "adversarial_steps": 2,
+                "imitation_loss": "mse",
+                "imitation_states": "elite",
+                "imitation_target": "action",
+                "stochastic_candidates": True,
+            },
+        ),
+        ("Pendulum-v1", {"normalize": True}),
+    ],
+)
+def test_overlapped_imitation_equals_the_sequential_run(make_model: Callable, env_id: str, options: dict) -> None:
+    """The imitation running beside the next population gives the sequential run's weights, buffer and the actions a callback reads mid-population, whatever the callback draws from torch's global RNG."""
+    options = dict(options)
+    observations = np.stack([gym.make(env_id).observation_space.sample() for _ in range(8)])
+    runs = []
+    for overlap in (True, False):
+        env = make_vec_env(env_id, n_envs=4, seed=0)
+        if options.get("normalize"):
+            env = VecNormalize(env)
+        model = make_model("CEMAH", env, seed=7, **{k: v for k, v in options.items() if k != "normalize"})
+        model._overlap_imitation = overlap
+        callback = ReadingCallback(observations)
+        model.learn(5_000, callback=callback)
+        runs.append((model, callback.actions))
+    (overlapped, overlapped_actions), (sequential, sequential_actions) = runs
+    assert overlapped.n_iterations == sequential.n_iterations >= 3
+    for name, value in sequential.policy.state_dict().items():
+        assert th.equal(overlapped.policy.state_dict()[name], value), name
+    for a, b in zip(overlapped.elite_buffer.tuples(), sequential.elite_buffer.tuples(), strict=True):
+        assert th.equal(a, b)
+    assert len(overlapped_actions) == len(sequential_actions) > 3
+    for a, b in zip(overlapped_actions, sequential_actions, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -485,8 +544,8 @@ def test_pretraining_decays_the_learning_rate_to_zero(model_with_buffer: CEMAH, 
 
     optimizer.step = recording_step  # type: ignore[method-assign]
     model.pretrain_steps = 4
-    model._train_generator()
     rate = model.lr_schedule(model._current_progress_remaining)
+    model._train_generator(rate, model.n_iterations)
     assert rates == pytest.approx([rate, 0.75 * rate, 0.5 * rate, 0.25 * rate] if decay else [rate] * 4)
 
 

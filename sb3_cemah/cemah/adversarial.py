@@ -29,11 +29,14 @@ class AdversarialPhase:
 
     :param policy: The policy whose generated policies ``D`` judges (the tuple sizes, the device, the optimiser class).
     :param learning_rate: Initial learning rate of the discriminator's optimiser (CEM-AH sets it every iteration).
+    :param generator: The random stream of the input noise, the dropout and the sampled batches (None: torch's global
+        one).
     """
 
-    def __init__(self, policy: CEMAHPolicy, learning_rate: float):
+    def __init__(self, policy: CEMAHPolicy, learning_rate: float, generator: th.Generator | None = None):
+        self.generator = generator
         self.discriminator = Discriminator(
-            policy.network.input_dim + policy.network.output_dim, DISCRIMINATOR_ARCH, DISCRIMINATOR_DROPOUT
+            policy.network.input_dim + policy.network.output_dim, DISCRIMINATOR_ARCH, DISCRIMINATOR_DROPOUT, generator
         ).to(policy.device)
         self.discriminator.eval()
         self.optimizer = policy.make_optimizer(self.discriminator.parameters(), learning_rate)
@@ -67,17 +70,15 @@ class AdversarialPhase:
 
     def _discriminator_step(self, buffer: EliteBuffer, imitation: Imitation, batch_size: int, input_noise: float) -> float:
         """One step of ``D`` on real elite tuples vs generated ones (lines 14-18)."""
-        features, targets, _ = buffer.sample(batch_size)
+        features, targets, _ = buffer.sample(batch_size, self.generator)
         with th.no_grad():
             used, preactivations = imitation.generate_fake(features)
             fake = imitation.actions_of(preactivations)
             real = imitation.target_actions(targets)
         # Real and fake tuples go through D as separate batches (a common GAN practice with BatchNorm): one joint batch,
         # with D in eval mode for the generator step, lets the generator collapse to a point.
-        real_logits = self.discriminator(
-            features + input_noise * th.randn_like(features), real + input_noise * th.randn_like(real)
-        )
-        fake_logits = self.discriminator(used + input_noise * th.randn_like(used), fake + input_noise * th.randn_like(fake))
+        real_logits = self.discriminator(self._noisy(features, input_noise), self._noisy(real, input_noise))
+        fake_logits = self.discriminator(self._noisy(used, input_noise), self._noisy(fake, input_noise))
         loss = F.binary_cross_entropy_with_logits(
             real_logits, th.full_like(real_logits, REAL_LABEL)
         ) + F.binary_cross_entropy_with_logits(fake_logits, th.full_like(fake_logits, FAKE_LABEL))
@@ -88,12 +89,17 @@ class AdversarialPhase:
         self, buffer: EliteBuffer, imitation: Imitation, optimizer: th.optim.Optimizer, batch_size: int
     ) -> float:
         """One adversarial step of the hypernetwork: ``-log D(fake)``, back-propagated into ``h`` (lines 19-22)."""
-        features, _, _ = buffer.sample(batch_size)
+        features, _, _ = buffer.sample(batch_size, self.generator)
         used, preactivations = imitation.generate_fake(features)
         logits = self.discriminator(used, imitation.actions_of(preactivations))
         loss = F.binary_cross_entropy_with_logits(logits, th.ones_like(logits))
         optimizer_step(optimizer, loss)
         return loss.item()
+
+    def _noisy(self, tensor: th.Tensor, std: float) -> th.Tensor:
+        """``tensor`` plus Gaussian noise of standard deviation ``std`` (from the phase's generator)."""
+        noise = th.randn(tensor.shape, generator=self.generator, device=tensor.device, dtype=tensor.dtype)
+        return tensor + std * noise
 
 
 def optimizer_step(optimizer: th.optim.Optimizer, loss: th.Tensor) -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from numbers import Integral
 from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import update_learning_rate
@@ -23,7 +27,6 @@ from sb3_cemah.cemah.policies import CEMAHPolicy, MlpPolicy
 from sb3_cemah.common.evaluators import PopulationEvaluator
 from sb3_cemah.common.population import PopulationResult
 from sb3_cemah.common.population_algorithm import SAVE_FORMAT
-from sb3_cemah.common.threads import IMITATION_THREADS, torch_threads
 
 __all__ = ["CEMAH", "PAPER_PRESET"]
 
@@ -31,6 +34,9 @@ __all__ = ["CEMAH", "PAPER_PRESET"]
 HELD_OUT_FRACTION = 0.1
 # Key of the random stream of CEM-AH's training steps, beside the populations' (see _iteration_seeds).
 TRAINING_STREAM = 1
+
+# Stored raw observations (n, *obs_shape) to the features (n, input_dim) the generated policies see.
+Featurizer = Callable[[th.Tensor], th.Tensor]
 
 #: The paper's Algorithm 2 as written: ``CEMAH("MlpPolicy", env, **PAPER_PRESET)``. MSE imitation of the actions the
 #: elites took on their own states, a buffer of the last 100 admitted iterations, Adam at a constant 1e-4, the
@@ -121,6 +127,9 @@ class CEMAH(CEM):
     )
     policy: CEMAHPolicy
     _records_population = True
+    # Whether the imitation runs while the next population is evaluated (see train); False runs it in turn, with the
+    # same result.
+    _overlap_imitation = True
 
     def __init__(
         self,
@@ -225,39 +234,150 @@ class CEMAH(CEM):
     def _setup_model(self) -> None:
         super()._setup_model()
         self.elite_buffer = EliteBuffer(self.buffer_size, self.buffer_batches, HELD_OUT_FRACTION, self.device)
+        # The random stream of the imitation (labelling, buffer, gradient steps): seeded every iteration, apart from
+        # torch's global one, which the populations and the user's callbacks draw from while the imitation runs.
+        self._training_generator = th.Generator(device=self.device)
         self.imitation = make_imitation(
-            self.imitation_loss, self.policy, self.imitation_target, self.n_noise_samples, self.stochastic_candidates
+            self.imitation_loss,
+            self.policy,
+            self.imitation_target,
+            self.n_noise_samples,
+            self.stochastic_candidates,
+            self._training_generator,
         )
         # The discriminator exists only when it is trained.
-        self.adversary = AdversarialPhase(self.policy, self.lr_schedule(1)) if self.adversarial_steps > 0 else None
+        self.adversary = None
+        if self.adversarial_steps > 0:
+            self.adversary = AdversarialPhase(self.policy, self.lr_schedule(1), self._training_generator)
+        self._imitation_executor: ThreadPoolExecutor | None = None
+        self._pending_imitation: Future[dict[str, float]] | None = None
+        # The log row of the iteration whose imitation runs (see dump_logs).
+        self._deferred_log_row: dict[str, Any] | None = None
 
     def train(self, weights: th.Tensor, result: PopulationResult) -> None:
         """
-        Update the guiding CEM, feed the elite buffer, then train the hypernetwork (and the discriminator).
+        Update the guiding CEM, then start the imitation of this iteration's elites (feed the elite buffer, train the
+        hypernetwork and the discriminator) on a thread of this process, where it runs while the next population is
+        evaluated: the guide never reads the hypernetwork (Algorithm 2), so that the next population does not wait
+        for it. The imitation joins before the next one starts, before ``learn`` returns, and before anything reads
+        the hypernetwork (``predict``, ``save``, ``get_parameters``, ``set_parameters``); its logger keys are recorded
+        when it joins. Its random draws come from its own generator, seeded from the run's seed and the iteration, so
+        that the result does not depend on how the two threads interleave.
 
         :param weights: The evaluated CEM candidates, shape ``(population_size, n_params)``.
         :param result: Their evaluation, with the recorded steps.
         """
         super().train(weights, result)
-        # The buffer's held-out split and the gradient steps draw from a stream of (run seed, iteration), like the
-        # populations: a run resumed from a saved model and elite buffer continues exactly.
+        self._finish_imitation()
         (training_seed,) = self._iteration_seeds(1, TRAINING_STREAM)
-        with self._seeded_torch(training_seed), torch_threads(IMITATION_THREADS):
-            admitted = self._admit_elites(weights, result)
-            self._train_generator()
-        self.logger.record("train/buffer_size", self.elite_buffer.size)
-        self.logger.record("train/buffer_return_mean", self.elite_buffer.return_mean)
-        self.logger.record("train/buffer_admitted", int(admitted))
-        self.logger.record("train/learning_rate", self.lr_schedule(self._current_progress_remaining))
+        self._training_generator.manual_seed(training_seed)
+        rate = self.lr_schedule(self._current_progress_remaining)
+        self.logger.record("train/learning_rate", rate)
+        # Taken now: the next population moves the normalisation statistics and the iteration count.
+        imitate = functools.partial(
+            self._imitate, weights, result, self._current_featurizer(), rate, self._n_iterations
+        )
+        if not self._overlap_imitation:
+            self._record(imitate())
+            return
+        if self._imitation_executor is None:
+            self._imitation_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cemah-imitation")
+        self._pending_imitation = self._imitation_executor.submit(imitate)
+        self.policy.pending_update = self._pending_imitation
+
+    def _imitate(
+        self, weights: th.Tensor, result: PopulationResult, featurize: Featurizer | None, rate: float, iteration: int
+    ) -> dict[str, float]:
+        """One iteration's imitation (Algorithm 2, lines 5-22); :return: its logger keys and values."""
+        admitted = self._admit_elites(weights, result, featurize)
+        logs = {
+            "train/buffer_size": self.elite_buffer.size,
+            "train/buffer_return_mean": self.elite_buffer.return_mean,
+            "train/buffer_admitted": int(admitted),
+        }
+        return {**logs, **self._train_generator(rate, iteration)}
+
+    def _finish_imitation(self) -> None:
+        """
+        Wait for the imitation running in the background, if any, and record its logger keys: into the log row of
+        its iteration when that row waits for them (see :meth:`dump_logs`), which is then written.
+        """
+        pending, self._pending_imitation = self._pending_imitation, None
+        if pending is None:
+            return
+        start = time.perf_counter()
+        try:
+            logs = pending.result()
+        finally:
+            self.policy.pending_update = None
+        waited = time.perf_counter() - start
+        row, self._deferred_log_row = self._deferred_log_row, None
+        if row is None:
+            self._record(logs)
+        else:
+            # Write the waiting row with the imitation's keys, then give back what the next iteration recorded since.
+            logger, step = self.logger, row.pop("step")
+            since = self._take_logger_values()
+            self._put_logger_values(row)
+            self._record(logs)
+            logger.dump(step=step)
+            self._put_logger_values(since)
+        self.logger.record("time/imitation_wait_seconds", waited)
+
+    def dump_logs(self) -> None:
+        """
+        Write the log row of the last iteration. While its imitation still runs in the background, the row waits
+        for it (the ``train/`` keys of the imitation belong to it) and is written when it joins: during the next
+        iteration's training, or when ``learn`` returns.
+        """
+        if self._pending_imitation is None:
+            super().dump_logs()
+            return
+        self._record_iteration_logs()
+        self._deferred_log_row = {**self._take_logger_values(), "step": self.num_timesteps}
+
+    def _take_logger_values(self) -> dict[str, Any]:
+        """Remove the recorded, not yet written values from the logger and return them."""
+        logger = self.logger
+        values = {"value": dict(logger.name_to_value), "count": dict(logger.name_to_count)}
+        values["excluded"] = dict(logger.name_to_excluded)
+        for recorded in (logger.name_to_value, logger.name_to_count, logger.name_to_excluded):
+            recorded.clear()
+        return values
+
+    def _put_logger_values(self, values: dict[str, Any]) -> None:
+        """Give the logger values taken by :meth:`_take_logger_values` back."""
+        logger = self.logger
+        logger.name_to_value.update(values["value"])
+        logger.name_to_count.update(values["count"])
+        logger.name_to_excluded.update(values["excluded"])
+
+    def _finish_training(self) -> None:
+        try:
+            self._finish_imitation()
+        finally:
+            if self._imitation_executor is not None:
+                self._imitation_executor.shutdown()
+                self._imitation_executor = None
+            super()._finish_training()
+
+    def _record(self, logs: dict[str, float]) -> None:
+        for key, value in logs.items():
+            self.logger.record(key, value)
 
     def _recorded_candidates(self, result: PopulationResult) -> np.ndarray:
         return recorded_candidates(self.imitation_states, self.elite_indices(result), len(result.returns))
 
-    def _admit_elites(self, weights: th.Tensor, result: PopulationResult) -> bool:
-        """Offer this iteration's elite tuples to the buffer (Algorithm 2, lines 5-6); see :func:`label_elites`."""
+    def _admit_elites(self, weights: th.Tensor, result: PopulationResult, featurize: Featurizer | None) -> bool:
+        """
+        Offer this iteration's elite tuples to the buffer (Algorithm 2, lines 5-6); see :func:`label_elites`.
+
+        :param weights: The evaluated candidates, shape ``(population_size, n_params)``.
+        :param result: Their evaluation, with the recorded steps.
+        :param featurize: Under ``VecNormalize``, the normalisation of stored states (:meth:`_current_featurizer`).
+        """
         # Every iteration, admitted or not: the rollout moved the normalisation statistics (and set_env may have
         # changed the env).
-        featurize = self._normalized_features if self._normalizes_observations else None
         self.elite_buffer.set_featurizer(featurize)
         elite = self.elite_indices(result)
         labelled = label_elites(
@@ -270,66 +390,85 @@ class CEMAH(CEM):
             max_tuples=self.buffer_size,
             deterministic=not self.stochastic_candidates,
             normalized_features=featurize,
+            generator=self._training_generator,
         )
         # The buffer compares what the elites were chosen on (with alive_bonus_offset, not the return itself).
         elite_fitness = float(np.mean(self._fitness(result)[elite]))
-        return self.elite_buffer.admit(labelled.states, labelled.targets, elite_fitness, labelled.elites)
+        return self.elite_buffer.admit(
+            labelled.states, labelled.targets, elite_fitness, labelled.elites, generator=self._training_generator
+        )
 
-    def _train_generator(self) -> None:
-        """Pre-train the hypernetwork on the buffer, then the adversarial steps (Algorithm 2, lines 7-22)."""
-        rate = self.lr_schedule(self._current_progress_remaining)
+    def _train_generator(self, rate: float, iteration: int) -> dict[str, float]:
+        """
+        Pre-train the hypernetwork on the buffer, then the adversarial steps (Algorithm 2, lines 7-22).
+
+        :param rate: The learning rate the iteration starts from.
+        :param iteration: The iteration number (it sets the discriminator's input noise).
+        :return: The logger keys and values of the step.
+        """
         optimizer = self.policy.generator_optimizer
-        self.policy.set_training_mode(True)
+        self.policy.hypernetwork.train()
+        logs: dict[str, float] = {}
         start = time.perf_counter()
         losses = []
         for step in range(self.pretrain_steps):
             decay = 1.0 - step / self.pretrain_steps if self.pretrain_lr_decay else 1.0
             update_learning_rate(optimizer, rate * decay)
-            loss = self.imitation.loss(*self.elite_buffer.sample(self.batch_size))
+            loss = self.imitation.loss(*self.elite_buffer.sample(self.batch_size, self._training_generator))
             optimizer_step(optimizer, loss)
             losses.append(loss.item())
         if losses:
-            self.logger.record("train/imitation_loss", float(np.mean(losses)))
+            logs["train/imitation_loss"] = float(np.mean(losses))
         pretrain_end = time.perf_counter()
         if self.adversary is not None and self.adversarial_steps > 0:
             # The pre-training's decay left the generator's rate near 0: both optimisers start from the iteration's rate.
             for adversarial_optimizer in (optimizer, self.adversary.optimizer):
                 update_learning_rate(adversarial_optimizer, rate)
             d_loss, g_loss = self.adversary.run(
-                self.elite_buffer, self.imitation, optimizer, self.adversarial_steps, self.batch_size, self._n_iterations
+                self.elite_buffer, self.imitation, optimizer, self.adversarial_steps, self.batch_size, iteration
             )
-            self.logger.record("train/discriminator_loss", d_loss)
-            self.logger.record("train/generator_loss", g_loss)
+            logs["train/discriminator_loss"] = d_loss
+            logs["train/generator_loss"] = g_loss
         adversarial_end = time.perf_counter()
-        self.policy.set_training_mode(False)
-        self.logger.record("train/imitation_error", self.imitation.imitation_error(*self._held_out_tuples()))
-        self.logger.record("time/pretrain_seconds", pretrain_end - start)
-        self.logger.record("time/adversarial_seconds", adversarial_end - pretrain_end)
+        self.policy.hypernetwork.eval()
+        logs["train/imitation_error"] = self.imitation.imitation_error(*self._held_out_tuples())
+        logs["time/pretrain_seconds"] = pretrain_end - start
+        logs["time/adversarial_seconds"] = adversarial_end - pretrain_end
+        return logs
 
     def _held_out_tuples(self) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """The held-out features, targets and elite ids (a training sample when batches were too small to hold out)."""
         features, targets, elites = self.elite_buffer.held_out()
         if features.shape[0] == 0:
-            return self.elite_buffer.sample(self.batch_size)
+            return self.elite_buffer.sample(self.batch_size, self._training_generator)
         return features, targets, elites
 
-    @property
-    def _normalizes_observations(self) -> bool:
-        """Whether the env is a ``VecNormalize`` that normalises observations (rl-zoo3's ``normalize``)."""
-        return self._vec_normalize_env is not None and self._vec_normalize_env.norm_obs
-
-    def _normalized_features(self, observations: th.Tensor) -> th.Tensor:
+    def _current_featurizer(self) -> Featurizer | None:
         """
-        Features of raw observations normalised with the env's current ``VecNormalize`` statistics: how the elite
-        buffer turns its stored observations into what the generated policies would see in those states now.
-
-        :param observations: Shape ``(n, *obs_shape)``.
-        :return: Shape ``(n, input_dim)`` on the model's device.
+        Under ``VecNormalize`` (rl-zoo3's ``normalize``), how the elite buffer turns its stored raw observations
+        ``(n, *obs_shape)`` into what the generated policies would see in those states now: the features
+        ``(n, input_dim)`` normalised with a copy of the env's current statistics. None without normalisation.
         """
-        assert self._vec_normalize_env is not None
-        normalized = self._vec_normalize_env.normalize_obs(observations.cpu().numpy())
-        assert isinstance(normalized, np.ndarray)  # Dict observations are refused at construction
-        return self.policy.obs_to_features(normalized).to(self.device)
+        vec_normalize = self._vec_normalize_env
+        if vec_normalize is None or not vec_normalize.norm_obs:
+            return None
+        assert isinstance(vec_normalize.obs_rms, RunningMeanStd)  # Dict observations are refused at construction
+        mean, std = vec_normalize.obs_rms.mean.copy(), np.sqrt(vec_normalize.obs_rms.var + vec_normalize.epsilon)
+        clip, policy, device = vec_normalize.clip_obs, self.policy, self.device
+
+        def featurize(observations: th.Tensor) -> th.Tensor:
+            normalized = np.clip((observations.cpu().numpy() - mean) / std, -clip, clip)
+            return policy.obs_to_features(normalized.astype(np.float32)).to(device)
+
+        return featurize
+
+    def get_parameters(self) -> dict[str, dict]:
+        self._finish_imitation()
+        return super().get_parameters()
+
+    def set_parameters(self, *args: Any, **kwargs: Any) -> None:
+        self._finish_imitation()
+        super().set_parameters(*args, **kwargs)
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "policy.generator_optimizer"]
@@ -340,7 +479,17 @@ class CEMAH(CEM):
     def _excluded_save_params(self) -> list[str]:
         # Like SB3's replay buffer: saved on request only (save_elite_buffer), since it can be large. The imitation
         # and the adversarial phase are rebuilt from the hyper-parameters; the discriminator's weights are saved above.
-        return [*super()._excluded_save_params(), "elite_buffer", "imitation", "adversary"]
+        # The imitation thread and its generator live only during learn (the generator is seeded every iteration).
+        return [
+            *super()._excluded_save_params(),
+            "elite_buffer",
+            "imitation",
+            "adversary",
+            "_training_generator",
+            "_imitation_executor",
+            "_pending_imitation",
+            "_deferred_log_row",
+        ]
 
     @classmethod
     def _check_save_format(cls, path: Any, save_format: int) -> None:
@@ -354,10 +503,12 @@ class CEMAH(CEM):
 
     def save_elite_buffer(self, path: str | pathlib.Path) -> None:
         """Save the elite buffer as a pickle file (``.pkl`` appended when the path has no suffix)."""
+        self._finish_imitation()
         save_to_pkl(path, self.elite_buffer, self.verbose)
 
     def load_elite_buffer(self, path: str | pathlib.Path) -> None:
         """Load an elite buffer saved by :meth:`save_elite_buffer` (moved to this model's device)."""
+        self._finish_imitation()
         buffer = load_from_pkl(path, self.verbose)
         if not isinstance(buffer, EliteBuffer):
             raise ValueError(f"{path} does not hold a CEM-AH elite buffer (found {type(buffer).__name__}).")

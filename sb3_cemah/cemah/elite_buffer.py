@@ -146,7 +146,14 @@ class EliteBuffer:
         self._featurize = featurize
         self._training = self._held_out = None
 
-    def admit(self, features: th.Tensor, targets: th.Tensor, elite_return: float, elites: th.Tensor | None = None) -> bool:
+    def admit(
+        self,
+        features: th.Tensor,
+        targets: th.Tensor,
+        elite_return: float,
+        elites: th.Tensor | None = None,
+        generator: th.Generator | None = None,
+    ) -> bool:
         """
         Add a batch of elite tuples if ``elite_return >= return_mean`` (the paper's gate; always into an empty buffer).
 
@@ -154,6 +161,7 @@ class EliteBuffer:
         :param targets: Shape ``(n, target_dim)``.
         :param elite_return: Mean return of the elite episodes the tuples come from.
         :param elites: Which elite policy took each tuple (any integer labels), shape ``(n,)``; None: one elite.
+        :param generator: The random stream of the held-out split (None: torch's global one).
         :return: Whether the batch was admitted.
         """
         if elite_return < self.return_mean:
@@ -169,8 +177,8 @@ class EliteBuffer:
         n_held_out = round(self.held_out_fraction * len(tuples))
         if self.held_out_fraction > 0 and len(tuples) >= 2:
             n_held_out = max(n_held_out, 1)
-        # Held-out tuples drawn at random (torch's global RNG): consecutive steps of an episode are alike.
-        order = th.randperm(len(tuples), device=self.device)
+        # Held-out tuples drawn at random: consecutive steps of an episode are alike.
+        order = th.randperm(len(tuples), generator=generator, device=self.device)
         self.batches.append(EliteBatch(tuples.select(order[n_held_out:]), tuples.select(order[:n_held_out]), elite_return))
         while self.max_batches is not None and len(self.batches) > self.max_batches:
             self.batches.popleft()
@@ -200,17 +208,19 @@ class EliteBuffer:
             self._training, self._held_out = training, held_out
         return self._training, self._held_out
 
-    def sample(self, batch_size: int) -> EliteTuples:
+    def sample(self, batch_size: int, generator: th.Generator | None = None) -> EliteTuples:
         """
-        Uniform sample of training tuples, with replacement (torch's global RNG).
+        Uniform sample of training tuples, with replacement.
 
+        :param batch_size: Tuples to draw.
+        :param generator: The random stream of the draw (None: torch's global one).
         :return: Features ``(batch_size, feature_dim)``, targets ``(batch_size, target_dim)`` and the elite that took
             each tuple ``(batch_size,)``.
         """
         training, _ = self._concatenated()
         if len(training) == 0:
             raise RuntimeError("The elite buffer holds no training tuples")
-        return training.select(th.randint(0, len(training), (batch_size,), device=self.device))
+        return training.select(th.randint(0, len(training), (batch_size,), generator=generator, device=self.device))
 
     def held_out(self) -> EliteTuples:
         """:return: All held-out features ``(n_held_out, feature_dim)``, targets ``(n_held_out, target_dim)`` and

@@ -29,13 +29,23 @@ class Imitation:
     :param n_noise_samples: Generated policies per gradient step (the paper's M).
     :param stochastic_candidates: Whether the elites sampled their discrete actions (the one-hot action the
         discriminator compares is then sampled too).
+    :param generator: The random stream of the generated policies' noise and of sampled actions (None: torch's global
+        one). CEM-AH gives its own, so that its training draws nothing from the global stream the populations use.
     """
 
-    def __init__(self, policy: CEMAHPolicy, target: str, n_noise_samples: int, stochastic_candidates: bool = False):
+    def __init__(
+        self,
+        policy: CEMAHPolicy,
+        target: str,
+        n_noise_samples: int,
+        stochastic_candidates: bool = False,
+        generator: th.Generator | None = None,
+    ):
         self.policy = policy
         self.target = target
         self.n_noise_samples = n_noise_samples
         self.stochastic_candidates = stochastic_candidates
+        self.generator = generator
 
     def loss(self, features: th.Tensor, targets: th.Tensor, elites: th.Tensor, noise: th.Tensor | None = None) -> th.Tensor:
         """
@@ -51,7 +61,9 @@ class Imitation:
 
     def generated_weights(self, noise: th.Tensor | None = None) -> th.Tensor:
         """:return: Weights ``(n_policies, n_params)`` generated from ``noise``, or from ``n_noise_samples`` new vectors."""
-        return self.policy.generate_weights(self.n_noise_samples) if noise is None else self.policy.hypernetwork(noise)
+        if noise is None:
+            return self.policy.generate_weights(self.n_noise_samples, self.generator)
+        return self.policy.hypernetwork(noise)
 
     def generate_fake(self, features: th.Tensor, noise: th.Tensor | None = None) -> tuple[th.Tensor, th.Tensor]:
         """
@@ -90,7 +102,7 @@ class Imitation:
         if not self.policy.is_discrete:
             return outputs
         probabilities = self.policy.outputs_to_targets(outputs)
-        actions = self.policy.outputs_to_actions(outputs, deterministic=not self.stochastic_candidates)
+        actions = self.policy.outputs_to_actions(outputs, not self.stochastic_candidates, self.generator)
         return self.policy.actions_to_targets(actions) + probabilities - probabilities.detach()
 
     def target_actions(self, targets: th.Tensor) -> th.Tensor:
@@ -168,10 +180,15 @@ IMITATION_LOSSES: dict[str, type[Imitation]] = {"assigned_elite": AssignedEliteI
 
 
 def make_imitation(
-    name: str, policy: CEMAHPolicy, target: str, n_noise_samples: int, stochastic_candidates: bool = False
+    name: str,
+    policy: CEMAHPolicy,
+    target: str,
+    n_noise_samples: int,
+    stochastic_candidates: bool = False,
+    generator: th.Generator | None = None,
 ) -> Imitation:
     """:return: The imitation loss ``name`` (a key of :data:`IMITATION_LOSSES`); see :class:`Imitation`."""
-    return IMITATION_LOSSES[name](policy, target, n_noise_samples, stochastic_candidates)
+    return IMITATION_LOSSES[name](policy, target, n_noise_samples, stochastic_candidates, generator)
 
 
 def _groups(elites: th.Tensor) -> tuple[th.Tensor, int]:

@@ -40,6 +40,7 @@ def label_elites(
     max_tuples: int,
     deterministic: bool,
     normalized_features: Callable[[th.Tensor], th.Tensor] | None,
+    generator: th.Generator | None = None,
 ) -> LabelledStates:
     """
     Label states with the elites' outputs. With ``states="elite"`` (the paper) the states are the steps of the
@@ -60,6 +61,7 @@ def label_elites(
     :param deterministic: Greedy discrete actions (the candidates' own convention) for ``"action"`` labels.
     :param normalized_features: Under ``VecNormalize``, turns raw observations ``(n, *obs_shape)`` into the features
         the generated policies will see; the buffer then keeps raw observations. None without normalisation.
+    :param generator: The random stream of the drawn population states and sampled actions (None: torch's global one).
     """
     assert result.observations is not None and result.actions is not None and result.step_candidates is not None
     recorded = np.isin(result.step_candidates, recorded_candidates(states, elite, len(result.returns)))
@@ -85,13 +87,13 @@ def label_elites(
         targets = every_elite[own, th.arange(len(features), device=features.device)]
         return LabelledStates(stored, targets, th.as_tensor(candidates))
     per_elite = min(len(features), max_tuples // len(elite))
-    chosen = th.randperm(len(features), device=features.device)[:per_elite]
+    chosen = th.randperm(len(features), generator=generator, device=features.device)[:per_elite]
     preactivations = _preactivations(policy, elite_weights, features[chosen].unsqueeze(0).expand(len(elite), -1, -1))
     preactivations = preactivations.flatten(0, 1)
     if target == "preactivation":
         targets = preactivations
     else:
-        targets = policy.actions_to_targets(policy.outputs_to_actions(th.tanh(preactivations), deterministic))
+        targets = policy.actions_to_targets(policy.outputs_to_actions(th.tanh(preactivations), deterministic, generator))
     return LabelledStates(
         stored[chosen].repeat(len(elite), *(1,) * (stored.dim() - 1)),
         targets,

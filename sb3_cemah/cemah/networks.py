@@ -7,7 +7,7 @@ from torch import nn
 
 from sb3_cemah.common.policy_network import FlatPolicyNetwork
 
-__all__ = ["Discriminator", "HyperNetwork"]
+__all__ = ["Discriminator", "Dropout", "HyperNetwork"]
 
 
 def _mlp(input_dim: int, hidden: list[int], output_dim: int) -> nn.Sequential:
@@ -74,13 +74,14 @@ class Discriminator(nn.Module):
     :param input_dim: Feature size of ``s`` plus size of ``a`` (action probabilities or Box outputs).
     :param net_arch: Hidden layer sizes (the authors' code: ``[200, 100]``).
     :param dropout: Dropout probability after each hidden layer.
+    :param generator: The random stream of the dropout masks (None: torch's global one).
     """
 
-    def __init__(self, input_dim: int, net_arch: list[int], dropout: float = 0.2):
+    def __init__(self, input_dim: int, net_arch: list[int], dropout: float = 0.2, generator: th.Generator | None = None):
         super().__init__()
         layers: list[nn.Module] = []
         for size in net_arch:
-            layers += [nn.Linear(input_dim, size), nn.BatchNorm1d(size), nn.ELU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(input_dim, size), nn.BatchNorm1d(size), nn.ELU(), Dropout(dropout, generator)]
             input_dim = size
         layers.append(nn.Linear(input_dim, 1))
         self.net = nn.Sequential(*layers)
@@ -92,3 +93,25 @@ class Discriminator(nn.Module):
         :return: Logits of "real", shape ``(batch,)``.
         """
         return self.net(th.cat([features, actions], dim=1)).squeeze(1)
+
+
+class Dropout(nn.Module):
+    """
+    ``nn.Dropout`` drawing its masks from a given generator (``nn.Dropout`` only draws from torch's global one).
+
+    :param p: Probability of zeroing an element in training mode (the kept ones are scaled by ``1 / (1 - p)``).
+    :param generator: The random stream of the masks (None: torch's global one).
+    """
+
+    def __init__(self, p: float, generator: th.Generator | None = None):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+        self.generator = generator
+
+    def forward(self, inputs: th.Tensor) -> th.Tensor:
+        if not self.training or self.p == 0.0:
+            return inputs
+        keep = th.rand(inputs.shape, generator=self.generator, device=inputs.device) >= self.p
+        return inputs * keep / (1.0 - self.p)

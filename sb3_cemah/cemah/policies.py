@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from typing import Any
 
 import torch as th
@@ -89,6 +90,9 @@ class CEMAHPolicy(CEMPolicy):
         self.generator_optimizer = self.make_optimizer(self.hypernetwork.parameters(), lr_schedule(1))
         # A fused Adam step updates the parameters without bumping their version counters, which the cache key reads.
         self.generator_optimizer.register_step_post_hook(self._forget_fixed_ensemble)
+        #: A training step of the hypernetwork running in the background (CEM-AH's imitation during the next
+        #: population), which acting waits for; None when there is none.
+        self.pending_update: Future | None = None
 
     def make_optimizer(self, parameters: Any, learning_rate: float) -> th.optim.Optimizer:
         """An optimiser of ``optimizer_class`` with ``optimizer_kwargs`` (the hypernetwork's, or the discriminator's)."""
@@ -112,9 +116,13 @@ class CEMAHPolicy(CEMPolicy):
         )
         return data
 
-    def generate_weights(self, n_policies: int) -> th.Tensor:
-        """:return: Flat weights of ``n_policies`` freshly sampled policies, shape ``(n_policies, n_params)``."""
-        return self.hypernetwork(self.hypernetwork.sample_noise(n_policies))
+    def generate_weights(self, n_policies: int, generator: th.Generator | None = None) -> th.Tensor:
+        """
+        :param n_policies: How many policies to generate.
+        :param generator: The random stream of their noise (None: torch's global one).
+        :return: Flat weights of ``n_policies`` freshly sampled policies, shape ``(n_policies, n_params)``.
+        """
+        return self.hypernetwork(self.hypernetwork.sample_noise(n_policies, generator))
 
     def fixed_ensemble_weights(self) -> th.Tensor:
         """
@@ -143,6 +151,8 @@ class CEMAHPolicy(CEMPolicy):
         :param deterministic: Use the fixed noise vectors instead of fresh ones.
         :return: Shape ``(batch, output_dim)``: see :meth:`combined_outputs`.
         """
+        if self.pending_update is not None:
+            self.pending_update.result()  # act with a finished hypernetwork, never one in mid-step
         weights = self.fixed_ensemble_weights() if deterministic else self.generate_weights(self.ensemble_size)
         return self.combined_outputs(weights, features)
 

@@ -39,7 +39,10 @@ class PopulationEvaluator(Protocol):
         select_recorded: Callable[[PopulationResult], np.ndarray] | None,
     ) -> PopulationResult: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release what the evaluator holds besides the env (workers); the next ``evaluate`` starts them again. The
+        algorithms call it when ``learn`` returns."""
+        ...
 
 
 class LocalEvaluator:

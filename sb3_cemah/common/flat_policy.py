@@ -127,20 +127,23 @@ class FlatPolicy(BasePolicy):
             return F.one_hot(actions.long(), self.network.output_dim).float()
         return actions.reshape(actions.shape[0], -1).float()
 
-    def outputs_to_actions(self, outputs: th.Tensor, deterministic: bool) -> th.Tensor:
+    def outputs_to_actions(
+        self, outputs: th.Tensor, deterministic: bool, generator: th.Generator | None = None
+    ) -> th.Tensor:
         """
         Actions in the policy's convention: discrete indices, or Box actions in [-1, 1] (``predict``
         rescales them to the bounds).
 
         :param outputs: Network outputs ``(batch, output_dim)``.
         :param deterministic: Greedy discrete action when True, sampled from the softmax otherwise.
+        :param generator: The random stream of the sampled actions (None: torch's global one).
         :return: ``(batch,)`` discrete actions, or ``(batch, *action_shape)`` in [-1, 1].
         """
         if self.is_discrete:
             if deterministic:
                 return outputs.argmax(dim=-1)
             # multinomial rather than a Categorical distribution object: this runs at every env step.
-            return th.multinomial(th.softmax(outputs, dim=-1), 1).squeeze(-1)
+            return th.multinomial(th.softmax(outputs, dim=-1), 1, generator=generator).squeeze(-1)
         return outputs.reshape(outputs.shape[0], *self.action_space.shape)  # type: ignore[misc]
 
     def actions_to_env(self, actions: th.Tensor) -> np.ndarray:

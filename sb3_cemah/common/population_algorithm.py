@@ -32,6 +32,7 @@ from stable_baselines3.common.utils import safe_mean
 from sb3_cemah.common.evaluators import PopulationEvaluator, make_evaluator
 from sb3_cemah.common.population import PopulationResult
 from sb3_cemah.common.spaces import check_spaces, check_time_limit
+from sb3_cemah.common.threads import LIBRARY_THREADS, torch_threads
 
 __all__ = ["SAVE_FORMAT", "PopulationAlgorithm"]
 
@@ -186,8 +187,31 @@ class PopulationAlgorithm(BaseAlgorithm):
         callback.on_training_start(locals(), globals())
         assert self.env is not None
         start_timesteps = self.num_timesteps
-        population_steps: int | None = None
 
+        # The library's tensors are small: one torch thread is the fastest, and it leaves the other cores to the envs
+        # (and to CEM-AH's imitation thread); the caller's count is restored on return.
+        with torch_threads(LIBRARY_THREADS):
+            try:
+                population_steps = self._learn_loop(total_timesteps, callback, log_interval)
+            finally:
+                self._finish_training()
+        callback.on_training_end()
+        if population_steps is not None and requested < population_steps:
+            warnings.warn(
+                f"learn({requested}) ran {self.num_timesteps - start_timesteps} env steps: one population of "
+                f"{type(self).__name__} takes {population_steps} here, and a population always completes. Ask for "
+                "several populations' steps.",
+                stacklevel=2,
+            )
+        return self
+
+    def _learn_loop(self, total_timesteps: int, callback: BaseCallback, log_interval: int | None) -> int | None:
+        """
+        Run iterations until ``total_timesteps``, or until a callback stops training.
+
+        :return: The env steps of the first population (None if none ran).
+        """
+        population_steps: int | None = None
         while self.num_timesteps < total_timesteps:
             # The progress at the start of the iteration, in (0, 1]: after the population it can be <= 0 (the last
             # population overshoots), and a learning-rate schedule would then give a zero or negative rate.
@@ -207,16 +231,15 @@ class PopulationAlgorithm(BaseAlgorithm):
             self.train(weights, result)
             if log_interval is not None and self._n_iterations % log_interval == 0:
                 self.dump_logs()
+        return population_steps
 
-        callback.on_training_end()
-        if population_steps is not None and requested < population_steps:
-            warnings.warn(
-                f"learn({requested}) ran {self.num_timesteps - start_timesteps} env steps: one population of "
-                f"{type(self).__name__} takes {population_steps} here, and a population always completes. Ask for "
-                "several populations' steps.",
-                stacklevel=2,
-            )
-        return self
+    def _finish_training(self) -> None:
+        """
+        Called when ``learn`` stops (also on an error): finish any training still running in the background, and
+        release the evaluator's workers (Ray actors and their CPUs; the next ``learn`` starts them again).
+        """
+        if self._evaluator is not None:
+            self._evaluator.close()
 
     def _on_env_step(
         self,
@@ -335,6 +358,11 @@ class PopulationAlgorithm(BaseAlgorithm):
 
     def dump_logs(self) -> None:
         """Write the SB3 ``time/`` and ``rollout/`` keys with the ``train/`` keys of the last iteration."""
+        self._record_iteration_logs()
+        self.logger.dump(step=self.num_timesteps)
+
+    def _record_iteration_logs(self) -> None:
+        """Record the ``time/`` and ``rollout/`` keys of :meth:`dump_logs`."""
         time_elapsed = max((time.time_ns() - self.start_time) / 1e9, sys.float_info.epsilon)
         fps = int((self.num_timesteps - self._num_timesteps_at_start) / time_elapsed)
         self.logger.record("time/iterations", self._n_iterations, exclude="tensorboard")
@@ -346,7 +374,6 @@ class PopulationAlgorithm(BaseAlgorithm):
         self.logger.record("time/fps", fps)
         self.logger.record("time/time_elapsed", int(time_elapsed), exclude="tensorboard")
         self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
-        self.logger.dump(step=self.num_timesteps)
 
     def _excluded_save_params(self) -> list[str]:
         # The evaluator holds the env (and Ray actors): a saved model is loaded and used without it. An evaluator

@@ -7,11 +7,12 @@ from collections.abc import Iterator
 
 import torch as th
 
-__all__ = ["IMITATION_THREADS", "torch_threads"]
+__all__ = ["LIBRARY_THREADS", "torch_threads"]
 
-#: Intra-op threads of CEM-AH's imitation step. Its tensors are small: on a machine whose cores are busy, more threads
-#: wait on each other (see docs/design.md, "Threads").
-IMITATION_THREADS = 1
+#: Intra-op threads of the library's own computations (``learn``: the populations' forward passes, CEM-AH's
+#: imitation). Their tensors are small: on a machine whose cores are busy, more threads wait on each other (see
+#: docs/design.md, "Threads").
+LIBRARY_THREADS = 1
 
 
 @contextlib.contextmanager
