@@ -204,7 +204,7 @@ def test_model_admits_exactly_the_elite_steps(cartpole_vec: Callable, make_model
     weights = policy.sample_weights(10)
     result = evaluate_population(env, policy, weights, record=True)
 
-    assert model._admit_elites(weights, result, model._current_featurizer())
+    assert model._admit_elites(weights, result, model._current_normalization())
 
     elite = np.argsort(-result.returns, kind="stable")[:3]
     is_elite_step = np.isin(result.step_candidates, elite)
@@ -228,7 +228,7 @@ def test_model_admits_exactly_the_elite_steps(cartpole_vec: Callable, make_model
     zeros = th.zeros(10, policy.network.n_params)
     worse = evaluate_population(env, policy, zeros, record=True)  # ~9 steps each
     assert worse.returns.max() < result.returns[elite].mean()
-    assert not model._admit_elites(zeros, worse, model._current_featurizer())
+    assert not model._admit_elites(zeros, worse, model._current_normalization())
 
 
 def distance_to_nearest(points: th.Tensor, others: th.Tensor) -> th.Tensor:
@@ -255,7 +255,7 @@ def test_population_states_are_labelled_by_every_elite(
     th.manual_seed(0)
     weights = policy.sample_weights(10)
     result = evaluate_population(env, policy, weights, record=True)
-    assert len(result.step_candidates) > 90 and model._admit_elites(weights, result, model._current_featurizer())
+    assert len(result.step_candidates) > 90 and model._admit_elites(weights, result, model._current_normalization())
 
     features, targets, elites = model.elite_buffer.tuples()
     assert model.elite_buffer.size == 90 and th.bincount(elites).tolist() == [30, 30, 30]
@@ -287,7 +287,7 @@ def test_buffered_features_follow_the_vec_normalize_statistics(make_model: Calla
     weights = policy.sample_weights(10)
     result = evaluate_population(env, policy, weights, record=True)
     assert result.original_observations is not None
-    assert model._admit_elites(weights, result, model._current_featurizer())
+    assert model._admit_elites(weights, result, model._current_normalization())
 
     elite = np.argsort(-result.returns, kind="stable")[:3]
     is_elite_step = np.isin(result.step_candidates, elite)
@@ -301,7 +301,7 @@ def test_buffered_features_follow_the_vec_normalize_statistics(make_model: Calla
     model.elite_buffer.gate = True
     worse = evaluate_population(env, policy, th.zeros_like(weights), record=True)
     worse.returns[:] = -1.0
-    assert not model._admit_elites(th.zeros_like(weights), worse, model._current_featurizer())
+    assert not model._admit_elites(th.zeros_like(weights), worse, model._current_normalization())
     renormalized = policy.obs_to_features(env.normalize_obs(result.original_observations[is_elite_step]))
     assert not th.allclose(renormalized, expected)
     features = model.elite_buffer.tuples()[0]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import pathlib
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from typing import NamedTuple
 from numbers import Integral
 from typing import Any, ClassVar
 
@@ -22,6 +21,7 @@ from sb3_cemah.cem.cem import CEM
 from sb3_cemah.cemah.adversarial import AdversarialPhase, optimizer_step
 from sb3_cemah.cemah.elite_buffer import EliteBuffer
 from sb3_cemah.cemah.imitation import IMITATION_LOSSES, IMITATION_TARGETS, make_imitation
+from sb3_cemah.cemah.imitation_process import ImitationProcess, PendingImitation, can_fork
 from sb3_cemah.cemah.labelling import IMITATION_STATES, label_elites, recorded_candidates
 from sb3_cemah.cemah.policies import CEMAHPolicy, MlpPolicy
 from sb3_cemah.common.evaluators import PopulationEvaluator
@@ -37,6 +37,14 @@ TRAINING_STREAM = 1
 
 # Stored raw observations (n, *obs_shape) to the features (n, input_dim) the generated policies see.
 Featurizer = Callable[[th.Tensor], th.Tensor]
+
+
+class ObservationNormalization(NamedTuple):
+    """A copy of ``VecNormalize``'s observation statistics: ``clip((obs - mean) / std, -clip, clip)``."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    clip: float
 
 #: The paper's Algorithm 2 as written: ``CEMAH("MlpPolicy", env, **PAPER_PRESET)``. MSE imitation of the actions the
 #: elites took on their own states, a buffer of the last 100 admitted iterations, Adam at a constant 1e-4, the
@@ -249,20 +257,23 @@ class CEMAH(CEM):
         self.adversary = None
         if self.adversarial_steps > 0:
             self.adversary = AdversarialPhase(self.policy, self.lr_schedule(1), self._training_generator)
-        self._imitation_executor: ThreadPoolExecutor | None = None
-        self._pending_imitation: Future[dict[str, float]] | None = None
+        self._imitation_process: ImitationProcess | None = None
+        self._pending_imitation: PendingImitation | None = None
+        # The normalisation statistics of the latest imitation step (None without VecNormalize).
+        self._normalization: ObservationNormalization | None = None
         # The log row of the iteration whose imitation runs (see dump_logs).
         self._deferred_log_row: dict[str, Any] | None = None
 
     def train(self, weights: th.Tensor, result: PopulationResult) -> None:
         """
         Update the guiding CEM, then start the imitation of this iteration's elites (feed the elite buffer, train the
-        hypernetwork and the discriminator) on a thread of this process, where it runs while the next population is
+        hypernetwork and the discriminator) in a process of its own, where it runs while the next population is
         evaluated: the guide never reads the hypernetwork (Algorithm 2), so that the next population does not wait
-        for it. The imitation joins before the next one starts, before ``learn`` returns, and before anything reads
-        the hypernetwork (``predict``, ``save``, ``get_parameters``, ``set_parameters``); its logger keys are recorded
-        when it joins. Its random draws come from its own generator, seeded from the run's seed and the iteration, so
-        that the result does not depend on how the two threads interleave.
+        for it (see :mod:`sb3_cemah.cemah.imitation_process`). The imitation joins before the next one starts,
+        before ``learn`` returns, and before anything reads the hypernetwork (``predict``, ``save``,
+        ``get_parameters``, ``set_parameters``); the log row of its iteration waits for its logger keys. Its random
+        draws come from its own generator, seeded from the run's seed and the iteration: the result is the same as
+        if it ran in turn.
 
         :param weights: The evaluated CEM candidates, shape ``(population_size, n_params)``.
         :param result: Their evaluation, with the recorded steps.
@@ -270,26 +281,30 @@ class CEMAH(CEM):
         super().train(weights, result)
         self._finish_imitation()
         (training_seed,) = self._iteration_seeds(1, TRAINING_STREAM)
-        self._training_generator.manual_seed(training_seed)
         rate = self.lr_schedule(self._current_progress_remaining)
         self.logger.record("train/learning_rate", rate)
         # Taken now: the next population moves the normalisation statistics and the iteration count.
-        imitate = functools.partial(
-            self._imitate, weights, result, self._current_featurizer(), rate, self._n_iterations
-        )
-        if not self._overlap_imitation:
-            self._record(imitate())
+        self._normalization = self._current_normalization()
+        arguments = (weights, result, self._normalization, rate, self._n_iterations)
+        if not (self._overlap_imitation and can_fork(self.device)):
+            self._training_generator.manual_seed(training_seed)
+            self._record(self._imitate(*arguments))
             return
-        if self._imitation_executor is None:
-            self._imitation_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cemah-imitation")
-        self._pending_imitation = self._imitation_executor.submit(imitate)
+        if self._imitation_process is None:
+            self._imitation_process = ImitationProcess(self)
+        self._pending_imitation = self._imitation_process.submit(training_seed, arguments)
         self.policy.pending_update = self._pending_imitation
 
     def _imitate(
-        self, weights: th.Tensor, result: PopulationResult, featurize: Featurizer | None, rate: float, iteration: int
+        self,
+        weights: th.Tensor,
+        result: PopulationResult,
+        normalization: ObservationNormalization | None,
+        rate: float,
+        iteration: int,
     ) -> dict[str, float]:
         """One iteration's imitation (Algorithm 2, lines 5-22); :return: its logger keys and values."""
-        admitted = self._admit_elites(weights, result, featurize)
+        admitted = self._admit_elites(weights, result, normalization)
         logs = {
             "train/buffer_size": self.elite_buffer.size,
             "train/buffer_return_mean": self.elite_buffer.return_mean,
@@ -355,11 +370,20 @@ class CEMAH(CEM):
     def _finish_training(self) -> None:
         try:
             self._finish_imitation()
+            self._stop_imitation_process()
         finally:
-            if self._imitation_executor is not None:
-                self._imitation_executor.shutdown()
-                self._imitation_executor = None
             super()._finish_training()
+
+    def _stop_imitation_process(self) -> None:
+        """Take the elite buffer back from the imitation process, if one runs, and stop it."""
+        process, self._imitation_process = self._imitation_process, None
+        if process is None:
+            return
+        try:
+            self.elite_buffer = process.elite_buffer().to(self.device)
+            self.elite_buffer.set_featurizer(self._featurizer(self._normalization))
+        finally:
+            process.close()
 
     def _record(self, logs: dict[str, float]) -> None:
         for key, value in logs.items():
@@ -368,14 +392,18 @@ class CEMAH(CEM):
     def _recorded_candidates(self, result: PopulationResult) -> np.ndarray:
         return recorded_candidates(self.imitation_states, self.elite_indices(result), len(result.returns))
 
-    def _admit_elites(self, weights: th.Tensor, result: PopulationResult, featurize: Featurizer | None) -> bool:
+    def _admit_elites(
+        self, weights: th.Tensor, result: PopulationResult, normalization: ObservationNormalization | None
+    ) -> bool:
         """
         Offer this iteration's elite tuples to the buffer (Algorithm 2, lines 5-6); see :func:`label_elites`.
 
         :param weights: The evaluated candidates, shape ``(population_size, n_params)``.
         :param result: Their evaluation, with the recorded steps.
-        :param featurize: Under ``VecNormalize``, the normalisation of stored states (:meth:`_current_featurizer`).
+        :param normalization: Under ``VecNormalize``, its statistics after the population
+            (:meth:`_current_normalization`).
         """
+        featurize = self._featurizer(normalization)
         # Every iteration, admitted or not: the rollout moved the normalisation statistics (and set_env may have
         # changed the env).
         self.elite_buffer.set_featurizer(featurize)
@@ -443,22 +471,28 @@ class CEMAH(CEM):
             return self.elite_buffer.sample(self.batch_size, self._training_generator)
         return features, targets, elites
 
-    def _current_featurizer(self) -> Featurizer | None:
-        """
-        Under ``VecNormalize`` (rl-zoo3's ``normalize``), how the elite buffer turns its stored raw observations
-        ``(n, *obs_shape)`` into what the generated policies would see in those states now: the features
-        ``(n, input_dim)`` normalised with a copy of the env's current statistics. None without normalisation.
-        """
+    def _current_normalization(self) -> ObservationNormalization | None:
+        """Under ``VecNormalize`` (rl-zoo3's ``normalize``), a copy of its current observation statistics; else None."""
         vec_normalize = self._vec_normalize_env
         if vec_normalize is None or not vec_normalize.norm_obs:
             return None
         assert isinstance(vec_normalize.obs_rms, RunningMeanStd)  # Dict observations are refused at construction
-        mean, std = vec_normalize.obs_rms.mean.copy(), np.sqrt(vec_normalize.obs_rms.var + vec_normalize.epsilon)
-        clip, policy, device = vec_normalize.clip_obs, self.policy, self.device
+        std = np.sqrt(vec_normalize.obs_rms.var + vec_normalize.epsilon)
+        return ObservationNormalization(vec_normalize.obs_rms.mean.copy(), std, vec_normalize.clip_obs)
+
+    def _featurizer(self, normalization: ObservationNormalization | None) -> Featurizer | None:
+        """
+        How the elite buffer turns its stored raw observations ``(n, *obs_shape)`` into what the generated policies
+        would see in those states: the features ``(n, input_dim)`` normalised with ``normalization``. None (the
+        buffer stores features) without normalisation.
+        """
+        if normalization is None:
+            return None
+        mean, std, clip = normalization
 
         def featurize(observations: th.Tensor) -> th.Tensor:
             normalized = np.clip((observations.cpu().numpy() - mean) / std, -clip, clip)
-            return policy.obs_to_features(normalized.astype(np.float32)).to(device)
+            return self.policy.obs_to_features(normalized.astype(np.float32)).to(self.device)
 
         return featurize
 
@@ -467,7 +501,9 @@ class CEMAH(CEM):
         return super().get_parameters()
 
     def set_parameters(self, *args: Any, **kwargs: Any) -> None:
+        # During learn (a callback): the imitation process restarts from the new parameters at the next iteration.
         self._finish_imitation()
+        self._stop_imitation_process()
         super().set_parameters(*args, **kwargs)
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
@@ -486,7 +522,7 @@ class CEMAH(CEM):
             "imitation",
             "adversary",
             "_training_generator",
-            "_imitation_executor",
+            "_imitation_process",
             "_pending_imitation",
             "_deferred_log_row",
         ]
@@ -504,11 +540,15 @@ class CEMAH(CEM):
     def save_elite_buffer(self, path: str | pathlib.Path) -> None:
         """Save the elite buffer as a pickle file (``.pkl`` appended when the path has no suffix)."""
         self._finish_imitation()
+        if self._imitation_process is not None:  # during learn (a callback): the process holds the current buffer
+            self.elite_buffer = self._imitation_process.elite_buffer().to(self.device)
+            self.elite_buffer.set_featurizer(self._featurizer(self._normalization))
         save_to_pkl(path, self.elite_buffer, self.verbose)
 
     def load_elite_buffer(self, path: str | pathlib.Path) -> None:
         """Load an elite buffer saved by :meth:`save_elite_buffer` (moved to this model's device)."""
         self._finish_imitation()
+        self._stop_imitation_process()  # during learn: the process restarts from the loaded buffer
         buffer = load_from_pkl(path, self.verbose)
         if not isinstance(buffer, EliteBuffer):
             raise ValueError(f"{path} does not hold a CEM-AH elite buffer (found {type(buffer).__name__}).")

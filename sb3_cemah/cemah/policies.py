@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Future
-from typing import Any
+from typing import Any, Protocol
 
 import torch as th
 from gymnasium import spaces
@@ -18,6 +17,12 @@ __all__ = ["ENSEMBLE_METHODS", "CEMAHPolicy", "MlpPolicy"]
 # How the test-time ensemble combines its members' discrete action probabilities: their ``mean`` (the authors' code),
 # or the paper's ``softmax_sum``, softmax of their sum. Box actions are averaged under either (the paper's formula).
 ENSEMBLE_METHODS = ("mean", "softmax_sum")
+
+
+class PendingUpdate(Protocol):
+    """A training step of the policy running elsewhere; ``result()`` waits for it and loads what it trained."""
+
+    def result(self) -> Any: ...
 
 
 class CEMAHPolicy(CEMPolicy):
@@ -92,7 +97,7 @@ class CEMAHPolicy(CEMPolicy):
         self.generator_optimizer.register_step_post_hook(self._forget_fixed_ensemble)
         #: A training step of the hypernetwork running in the background (CEM-AH's imitation during the next
         #: population), which acting waits for; None when there is none.
-        self.pending_update: Future | None = None
+        self.pending_update: PendingUpdate | None = None
 
     def make_optimizer(self, parameters: Any, learning_rate: float) -> th.optim.Optimizer:
         """An optimiser of ``optimizer_class`` with ``optimizer_kwargs`` (the hypernetwork's, or the discriminator's)."""
