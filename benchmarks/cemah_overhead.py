@@ -34,7 +34,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv
 
 from benchmarks import common
-from benchmarks.common import CEM_ENV_SETTINGS, Stopwatch, spread
+from benchmarks.common import CEM_ENV_SETTINGS, spread
 from sb3_cemah import CEM, CEMAH
 
 GOAL_RATIO = 1.05
@@ -42,6 +42,8 @@ GOAL_RATIO = 1.05
 PAPER_SECONDS_PER_EPISODE = {"maze": {"CEM": 0.84, "CEMAH": 4.03}, "reacher": {"CEM": 0.03, "CEMAH": 4.32}}
 SHORT_NAMES = {"sb3_cemah/Maze-v0": "maze", "ReacherBulletEnv-v0": "reacher"}
 PHASES = ("rollout", "pretrain", "adversarial")
+
+
 @dataclass
 class Iteration:
     """One timed iteration of one algorithm."""
@@ -78,7 +80,7 @@ def make_models(env_id: str, env: VecEnv, args: argparse.Namespace, log_folder: 
         model = algorithm_class(
             "MlpPolicy", env, population_size=args.population_size, seed=args.seed, **CEM_ENV_SETTINGS.get(env_id, {})
         )
-        if name == "CEMAH_in_turn":
+        if isinstance(model, CEMAH) and name == "CEMAH_in_turn":
             model._overlap_imitation = False  # the ablation of the overlap; the same result
         model.set_logger(configure(str(log_folder / name), ["csv"]))
         models[name] = model
@@ -231,8 +233,7 @@ def tables(summaries: dict[str, dict[str, Any]]) -> dict[str, str]:
         f"wall totals <= {GOAL_RATIO}",
     ]
     phase_rows = [
-        [env_id, name]
-        + [f"{summary[f'{name}_phase_seconds'][phase]['median']:.3f}" for phase in PHASES]
+        [env_id, name] + [f"{summary[f'{name}_phase_seconds'][phase]['median']:.3f}" for phase in PHASES]
         for env_id, summary in summaries.items()
         for name in VARIANTS[1:]
     ]

@@ -390,7 +390,8 @@ class ReadingCallback(BaseCallback):
     ],
 )
 def test_overlapped_imitation_equals_the_sequential_run(make_model: Callable, env_id: str, options: dict) -> None:
-    """The imitation running beside the next population gives the sequential run's weights, buffer and the actions a callback reads mid-population, whatever the callback draws from torch's global RNG."""
+    """The imitation running beside the next population gives the sequential run's weights, buffer and the actions
+    a callback reads mid-population, whatever the callback draws from torch's global RNG."""
     options = dict(options)
     observations = np.stack([gym.make(env_id).observation_space.sample() for _ in range(8)])
     runs = []

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pathlib
 import time
 from collections.abc import Callable
-from typing import NamedTuple
 from numbers import Integral
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch as th
@@ -45,6 +44,7 @@ class ObservationNormalization(NamedTuple):
     mean: np.ndarray
     std: np.ndarray
     clip: float
+
 
 #: The paper's Algorithm 2 as written: ``CEMAH("MlpPolicy", env, **PAPER_PRESET)``. MSE imitation of the actions the
 #: elites took on their own states, a buffer of the last 100 admitted iterations, Adam at a constant 1e-4, the

@@ -19,6 +19,7 @@ survive a fork), the imitation runs in turn, between the populations.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import sys
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from sb3_cemah.cemah.cemah import CEMAH
 
 __all__ = ["ImitationProcess", "PendingImitation", "can_fork"]
+
 
 def training_state(model: CEMAH) -> dict[str, Any]:
     """The state an imitation step changes besides the elite buffer: the hypernetwork, the optimisers, the discriminator."""
@@ -73,7 +75,7 @@ def _serve(connection: multiprocessing.connection.Connection, model: CEMAH) -> N
                 connection.send(("done", logs, training_state(model)))
             else:  # "buffer"
                 connection.send(("buffer", model.elite_buffer))
-        except Exception:  # noqa: BLE001 - reported to the training process, which raises it
+        except Exception:
             connection.send(("error", traceback.format_exc()))
 
 
@@ -135,10 +137,8 @@ class ImitationProcess:
 
     def close(self) -> None:
         """Stop the child (after the steps submitted so far)."""
-        try:
+        with contextlib.suppress(BrokenPipeError, OSError):  # a child that died has nothing to stop
             self._connection.send(None)
-        except (BrokenPipeError, OSError):
-            pass
         self._process.join(timeout=30)
         if self._process.is_alive():
             self._process.kill()

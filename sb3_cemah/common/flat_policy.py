@@ -127,9 +127,7 @@ class FlatPolicy(BasePolicy):
             return F.one_hot(actions.long(), self.network.output_dim).float()
         return actions.reshape(actions.shape[0], -1).float()
 
-    def outputs_to_actions(
-        self, outputs: th.Tensor, deterministic: bool, generator: th.Generator | None = None
-    ) -> th.Tensor:
+    def outputs_to_actions(self, outputs: th.Tensor, deterministic: bool, generator: th.Generator | None = None) -> th.Tensor:
         """
         Actions in the policy's convention: discrete indices, or Box actions in [-1, 1] (``predict``
         rescales them to the bounds).
