@@ -111,7 +111,6 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         rows.append(row)
         print(f"rep {repetition} {setup:>8}: {row['env_steps']} steps in {row['seconds']:.1f} s", flush=True)
     for model in models.values():
-        model._population_evaluator().close()
         assert model.env is not None
         model.env.close()
     ray.shutdown()

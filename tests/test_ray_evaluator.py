@@ -68,7 +68,7 @@ def test_reproducible_across_runs_worker_counts_and_a_killed_worker() -> None:
         evaluator = model._evaluator
         replaced = evaluator.n_replaced_workers
         runs.append((model.policy.mean.clone(), model.num_timesteps, model._n_iterations, counter, replaced))
-        evaluator.close()
+        assert evaluator.workers == []  # released when learn returned
     mean, timesteps, iterations, counter, _ = runs[0]
     for other_mean, other_timesteps, other_iterations, other_counter, _ in runs[1:]:
         assert th.equal(other_mean, mean)
@@ -94,7 +94,7 @@ def test_num_timesteps_are_the_workers_steps_and_callbacks_stop_the_run() -> Non
     # The first task's episodes (2 candidates) come with its replayed steps; the run stops within the next task.
     assert model._n_iterations == 1
     assert stop.n_episodes >= 3
-    evaluator.close()
+    assert evaluator.workers == []  # released when learn returned
 
 
 @pytest.mark.usefixtures("ray_cluster")
@@ -117,7 +117,7 @@ def test_cemah_fetches_the_steps_it_imitates_only(imitation_states: str) -> None
     assert result.observations.shape[0] == result.step_candidates.shape[0] == result.actions.shape[0]
     assert result.observations.shape[0] == int(np.sum(result.episode_lengths[recorded]))
     assert model.elite_buffer.size > 0
-    model._evaluator.close()
+    assert model._evaluator.workers == []
 
 
 @pytest.mark.usefixtures("ray_cluster")
@@ -136,7 +136,7 @@ def test_vec_normalize_statistics_come_from_the_workers_observations() -> None:
 
         model.train = keep  # type: ignore[method-assign]
         model.learn(1)  # one population: 8 episodes of Pendulum's 200 steps, in 4 tasks of 2 candidates
-        model._evaluator.close()
+        assert model._evaluator.workers == []
         statistics.append(env.obs_rms)
     cem_statistics = statistics[0]
     # Every step's observation, each task's first reset and the head's own reset at learn() (each moment carries
@@ -161,7 +161,7 @@ def test_vec_normalize_statistics_come_from_the_workers_observations() -> None:
 def test_save_and_load_do_not_need_ray(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     model = ray_cem()
     model.learn(1)
-    model._evaluator.close()
+    assert model._evaluator.workers == []
     model.save(tmp_path / "model.zip")
     real_import = builtins.__import__
 

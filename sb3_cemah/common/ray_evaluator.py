@@ -6,8 +6,12 @@ population's seed and the task's index only; a task's outcome therefore does not
 runs it, which gives three properties at once:
 
 - reproducible: a fixed seed (and task size, by default a function of the worker count) gives the same run;
-- fault tolerant: a task whose worker died is run again on a new worker with the same outcome, and only
-  finished tasks are counted, so that every candidate is evaluated exactly once;
+- fault tolerant: a task whose worker died is run again on another worker with the same outcome, and only
+  finished tasks are counted, so that every candidate is evaluated exactly once. A replacement for the dead
+  worker is asked for at once, but nothing waits for it: when the cluster has no CPU left for it (a lost
+  node), the population goes on on the surviving workers, and the replacement joins the pool when capacity
+  returns. The head never waits without a bound: with no live worker for ``WORKER_START_TIMEOUT`` seconds,
+  the evaluation fails with the cluster's free CPUs in the message;
 - CEM-AH's recorded steps stay on the workers until the head knows the elites, then only the steps it imitates
   are fetched (the elites', or every candidate's for population labels; a worker that died in between runs its
   task again to give them).
@@ -33,6 +37,7 @@ the tasks in flight. Steps short of a whole call carry over to the next populati
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -58,8 +63,11 @@ from sb3_cemah.common.ray_worker import (
 __all__ = ["RayEvaluator"]
 
 INSTALL_HINT = 'pip install "sb3-cemah[ray]"'
-# Seconds to wait for the workers to start (actors wait for free CPUs without failing).
+# Seconds to wait for a first live worker (actors wait for free CPUs without failing), at the start or when every
+# worker has died.
 WORKER_START_TIMEOUT = 120
+# Seconds between checks for workers that started, while waiting on the tasks.
+POLL_SECONDS = 1.0
 
 
 class RayEvaluator:
@@ -126,9 +134,12 @@ class RayEvaluator:
         self.candidates_per_task = candidates_per_task
         self.address = address
         self.make_env = make_env_factory(env, env_id, env_kwargs, env_factory)
+        #: The live workers (Ray actor handles).
         self.workers: list[Any] = []
-        #: Workers started to replace dead ones, since the evaluator was built.
+        #: Workers asked for to replace dead ones, since the evaluator was built.
         self.n_replaced_workers = 0
+        # Workers asked for that have not started yet: the ref of their ready() -> the actor.
+        self._starting: dict[Any, Any] = {}
         self._worker_class: Any = None
         self._n_populations = 0
         self._carried_steps = 0
@@ -139,7 +150,7 @@ class RayEvaluator:
     # ------------------------------------------------------------------------------------------------------------------
 
     def _start(self, policy: PopulationPolicy) -> None:
-        """Connect to (or start) Ray and build the workers, waiting until their envs exist."""
+        """Connect to (or start) Ray and ask for the workers; return once one of them has built its envs."""
         ray = self._ray
         if not ray.is_initialized():
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
@@ -153,35 +164,72 @@ class RayEvaluator:
             standardize_obs=policy.standardize_obs,
         )
         self._worker_class = ray.remote(num_cpus=1)(PopulationWorker)
-        self.workers = [self._new_worker() for _ in range(self.num_workers)]
+        for _ in range(self.num_workers):
+            self._ask_for_worker()
+        self._wait_for_a_worker()
+
+    def _ask_for_worker(self) -> None:
+        """Ask Ray for a new worker; it joins ``workers`` once its envs are built (see :meth:`_admit_started`)."""
+        vec_normalize = self._vec_normalize
+        normalize = None if vec_normalize is None else NormalizeSettings(vec_normalize.clip_obs, vec_normalize.epsilon)
+        worker = self._worker_class.remote(self.make_env, self.envs_per_worker, self._worker_policy, normalize)
+        self._starting[worker.ready.remote()] = worker
+
+    def _admit_started(self, ready_ref: Any) -> Any | None:
+        """
+        A worker asked for has answered ``ready``: add it to ``workers``; if it died before (its node was lost), ask
+        for another. An env that cannot be built fails here.
+
+        :return: The new live worker, or None.
+        """
+        ray = self._ray
+        worker = self._starting.pop(ready_ref)
         try:
-            ray.get([worker.ready.remote() for worker in self.workers], timeout=WORKER_START_TIMEOUT)
-        except ray.exceptions.GetTimeoutError as error:
-            self.close()
-            raise RuntimeError(
-                f"{self.num_workers} Ray workers (one CPU each) did not start within {WORKER_START_TIMEOUT} s; the "
-                f"cluster has {ray.available_resources().get('CPU', 0)} CPUs free of {ray.cluster_resources().get('CPU', 0)}. "
-                "Ask for fewer num_workers, or close the evaluators of other models (model._evaluator.close())."
-            ) from error
+            ray.get(ready_ref)
+        except ray.exceptions.RayActorError as error:
+            if error.actor_init_failed:
+                self.close()
+                raise RuntimeError(f"The Ray workers could not build their envs: {error}") from error
+            self._ask_for_worker()
+            return None
         except ray.exceptions.RayError as error:
             self.close()
             raise RuntimeError(f"The Ray workers could not build their envs: {error}") from error
+        self.workers.append(worker)
+        return worker
 
-    def _new_worker(self) -> Any:
-        vec_normalize = self._vec_normalize
-        normalize = None if vec_normalize is None else NormalizeSettings(vec_normalize.clip_obs, vec_normalize.epsilon)
-        return self._worker_class.remote(self.make_env, self.envs_per_worker, self._worker_policy, normalize)
-
-    def _replace(self, index: int) -> None:
-        """Start a new worker in place of a dead one."""
-        self.workers[index] = self._new_worker()
+    def _lose(self, worker: Any) -> None:
+        """A worker died: drop it from the pool and ask for a replacement, without waiting for it."""
+        if worker in self.workers:
+            self.workers.remove(worker)
         self.n_replaced_workers += 1
+        self._ask_for_worker()
+
+    def _wait_for_a_worker(self) -> None:
+        """Wait until a worker is live, at most ``WORKER_START_TIMEOUT`` seconds."""
+        ray = self._ray
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        while not self.workers:
+            remaining = deadline - time.monotonic()
+            ready, _ = ray.wait(list(self._starting), num_returns=1, timeout=max(remaining, 0.0))
+            if ready:
+                self._admit_started(ready[0])
+            elif remaining <= 0:
+                free, total = ray.available_resources().get("CPU", 0), ray.cluster_resources().get("CPU", 0)
+                self.close()
+                raise RuntimeError(
+                    f"No Ray worker (one CPU each) could start within {WORKER_START_TIMEOUT} s; the cluster has {free} "
+                    f"CPUs free of {total}. Ask for fewer num_workers, add nodes, or let other models' learn return "
+                    "(a model releases its workers when its learn returns)."
+                )
 
     def close(self) -> None:
-        """Stop the workers (the Ray session stays: it may be the user's)."""
-        for worker in self.workers:
+        """Stop the workers, and those still starting (the Ray session stays: it may be the user's). The next
+        population starts new ones."""
+        for worker in [*self.workers, *self._starting.values()]:
             self._ray.kill(worker)
         self.workers = []
+        self._starting = {}
 
     # ------------------------------------------------------------------------------------------------------------------
     # Populations
@@ -199,8 +247,10 @@ class RayEvaluator:
     ) -> PopulationResult:
         """The arguments and the result are those of :meth:`sb3_cemah.common.evaluators.LocalEvaluator.evaluate`;
         with ``select_recorded``, only the selected candidates' steps are fetched from the workers."""
-        if not self.workers:
+        if self._worker_class is None or not (self.workers or self._starting):
             self._start(policy)
+        elif not self.workers:
+            self._wait_for_a_worker()
         n_candidates = flat_weights.shape[0]
         obs_rms = None if self._vec_normalize is None else self._vec_normalize.obs_rms
         assert not isinstance(obs_rms, dict), "Dict observations are not supported"
@@ -212,25 +262,26 @@ class RayEvaluator:
 
         returns = np.zeros(n_candidates)
         lengths = np.zeros(n_candidates)
-        ran_on: dict[int, int] = {}  # task index -> worker index
+        ran_on: dict[int, Any] = {}  # task index -> the worker that ran it
         obs_moments: dict[int, RunningMeanStd] = {}  # task index -> moments of its raw observations
         pending = deque(tasks)
-        idle = deque(range(self.num_workers))
-        in_flight: dict[Any, tuple[int, Task]] = {}
+        idle = deque(self.workers)
+        in_flight: dict[Any, tuple[Any, Task]] = {}
         completed = True
         while pending or in_flight:
             while pending and idle:
                 worker, task = idle.popleft(), pending.popleft()
-                in_flight[self.workers[worker].evaluate.remote(inputs_ref, task, record)] = (worker, task)
-            (ref,), _ = self._ray.wait(list(in_flight), num_returns=1)
+                in_flight[worker.evaluate.remote(inputs_ref, task, record)] = (worker, task)
+            ref = self._next_finished(in_flight, idle)
+            if ref is None:  # a worker started and is idle
+                continue
             worker, task = in_flight.pop(ref)
             try:
                 outcome: TaskResult = self._ray.get(ref)
             except self._ray.exceptions.RayActorError:
-                # The worker died (its task's partial steps are lost, uncounted): run the task again elsewhere.
-                self._replace(worker)
+                # The worker died (its task's partial steps are lost, uncounted): run the task again on another one.
+                self._lose(worker)
                 pending.appendleft(task)
-                idle.append(worker)
                 continue
             idle.append(worker)
             returns[task.candidates] = outcome.returns
@@ -250,6 +301,28 @@ class RayEvaluator:
             assert select_recorded is not None
             self._fetch_recorded(result, select_recorded(result), tasks, ran_on, inputs_ref)
         return result
+
+    def _next_finished(self, in_flight: dict[Any, tuple[Any, Task]], idle: deque[Any]) -> Any | None:
+        """
+        Wait for a task to finish or a worker to start (checked every ``POLL_SECONDS``), at most
+        ``WORKER_START_TIMEOUT`` seconds while no worker is live.
+
+        :return: The finished task's ref, or None when a worker started (it is then in ``idle``).
+        """
+        if not in_flight and not self.workers:
+            self._wait_for_a_worker()
+            idle.extend(self.workers)
+            return None
+        while True:
+            ready, _ = self._ray.wait([*in_flight, *self._starting], num_returns=1, timeout=POLL_SECONDS)
+            if not ready:
+                continue
+            if ready[0] in in_flight:
+                return ready[0]
+            worker = self._admit_started(ready[0])
+            if worker is not None:
+                idle.append(worker)
+                return None
 
     def _update_obs_statistics(self, obs_moments: dict[int, RunningMeanStd]) -> None:
         """Merge the finished tasks' observation moments into the head's ``VecNormalize``, in task order (reproducible)."""
@@ -314,13 +387,17 @@ class RayEvaluator:
         wanted = [task for task in tasks if np.isin(task.candidates, selected).any()]
         parts: list[RecordedSteps] = []
         for task in wanted:
+            worker = ran_on[task.index]
             while True:
-                worker = ran_on[task.index]
                 try:
-                    parts.append(self._ray.get(self.workers[worker].recorded.remote(inputs_ref, task, selected)))
+                    parts.append(self._ray.get(worker.recorded.remote(inputs_ref, task, selected)))
                     break
                 except self._ray.exceptions.RayActorError:
-                    self._replace(worker)
+                    # Any other worker runs the task again to give them (same outcome on any worker).
+                    self._lose(worker)
+                    if not self.workers:
+                        self._wait_for_a_worker()
+                    worker = self.workers[task.index % len(self.workers)]
         result.observations = np.concatenate([part.observations for part in parts])
         result.actions = th.cat([part.actions for part in parts])
         result.step_candidates = np.concatenate([part.candidates for part in parts])
