@@ -61,7 +61,10 @@ class NodeLoss(BaseCallback):
         self.episodes += int(np.sum(self.locals["dones"]))
         evaluator = self.model._evaluator
         # Both workers live: the lost node's worker has a task in flight (the tasks are replayed as they finish).
-        if self.removed_at is None and len(evaluator.workers) == 2:
+        if self.removed_at is None:
+            if len(evaluator.workers) < 2:
+                time.sleep(0.01)  # slows the run down while the second worker starts
+                return True
             self.cluster.remove_node(next(iter(self.cluster.worker_nodes)))
             self.removed_at = self.n_calls
         if self.removed_at is not None and self.n_calls == self.removed_at + self.add_after:

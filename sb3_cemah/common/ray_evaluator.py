@@ -200,8 +200,9 @@ class RayEvaluator:
 
     def _lose(self, worker: Any) -> None:
         """A worker died: drop it from the pool and ask for a replacement, without waiting for it."""
-        if worker in self.workers:
-            self.workers.remove(worker)
+        if worker not in self.workers:  # lost already
+            return
+        self.workers.remove(worker)
         self.n_replaced_workers += 1
         self._ask_for_worker()
 
@@ -380,7 +381,7 @@ class RayEvaluator:
         result: PopulationResult,
         selected: np.ndarray,
         tasks: list[Task],
-        ran_on: dict[int, int],
+        ran_on: dict[int, Any],
         inputs_ref: Any,
     ) -> None:
         """Fetch the selected candidates' recorded steps from the workers that ran them (or their replacements)."""
