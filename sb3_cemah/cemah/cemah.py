@@ -376,14 +376,19 @@ class CEMAH(CEM):
 
     def _stop_imitation_process(self) -> None:
         """Take the elite buffer back from the imitation process, if one runs, and stop it."""
-        process, self._imitation_process = self._imitation_process, None
-        if process is None:
+        if self._imitation_process is None:
             return
         try:
-            self.elite_buffer = process.elite_buffer().to(self.device)
-            self.elite_buffer.set_featurizer(self._featurizer(self._normalization))
+            self._take_back_elite_buffer()
         finally:
-            process.close()
+            self._imitation_process.close()
+            self._imitation_process = None
+
+    def _take_back_elite_buffer(self) -> None:
+        """Replace the elite buffer with the imitation process's (which the steps so far have changed)."""
+        assert self._imitation_process is not None
+        self.elite_buffer = self._imitation_process.elite_buffer().to(self.device)
+        self.elite_buffer.set_featurizer(self._featurizer(self._normalization))
 
     def _record(self, logs: dict[str, float]) -> None:
         for key, value in logs.items():
@@ -541,8 +546,7 @@ class CEMAH(CEM):
         """Save the elite buffer as a pickle file (``.pkl`` appended when the path has no suffix)."""
         self._finish_imitation()
         if self._imitation_process is not None:  # during learn (a callback): the process holds the current buffer
-            self.elite_buffer = self._imitation_process.elite_buffer().to(self.device)
-            self.elite_buffer.set_featurizer(self._featurizer(self._normalization))
+            self._take_back_elite_buffer()
         save_to_pkl(path, self.elite_buffer, self.verbose)
 
     def load_elite_buffer(self, path: str | pathlib.Path) -> None:

@@ -186,13 +186,10 @@ class RayEvaluator:
         worker = self._starting.pop(ready_ref)
         try:
             ray.get(ready_ref)
-        except ray.exceptions.RayActorError as error:
-            if error.actor_init_failed:
-                self.close()
-                raise RuntimeError(f"The Ray workers could not build their envs: {error}") from error
-            self._ask_for_worker()
-            return None
         except ray.exceptions.RayError as error:
+            if isinstance(error, ray.exceptions.RayActorError) and not error.actor_init_failed:
+                self._ask_for_worker()  # it died with its node, not of its envs
+                return None
             self.close()
             raise RuntimeError(f"The Ray workers could not build their envs: {error}") from error
         self.workers.append(worker)
