@@ -4,7 +4,7 @@ Wall-clock cost of CEM-AH relative to CEM per training episode (the paper's Tabl
 
 For each env, one VecEnv (``make_vec_env``, ``n_envs`` DummyVecEnv slots) is shared by three models built
 with the same population, seed and default hyper-parameters (plus the env's own policy settings, the same
-for all): ``CEM``, ``CEMAH`` (its imitation runs on a thread beside the next population), and
+for all): ``CEM``, ``CEMAH`` (its imitation runs in a process of its own beside the next population), and
 ``CEMAH_in_turn``, the ablation with the imitation between the populations (the same result). They take
 turns in chunks: each chunk is one ``learn`` call of ``--iterations-per-chunk + 2`` populations, as a user
 runs them; the time from one population's start to the next is an iteration's time, and the chunk's first

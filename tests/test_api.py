@@ -162,3 +162,26 @@ def test_learn_runs_on_one_torch_thread_and_restores_the_callers_count(monkeypat
         assert th.get_num_threads() == 2
     finally:
         th.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("algorithm_class", [CEM, CEMAH])
+def test_predict_runs_on_one_torch_thread_and_restores_the_callers_count(
+    algorithm_class: type[CEM], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    model = algorithm_class("MlpPolicy", "CartPole-v1", seed=0)
+    predict = model.policy._predict
+
+    def recording(*args: Any, **kwargs: Any) -> th.Tensor:
+        seen.append(th.get_num_threads())
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(model.policy, "_predict", recording)
+    previous = th.get_num_threads()
+    th.set_num_threads(2)
+    try:
+        model.predict(np.zeros(4, dtype=np.float32), deterministic=True)
+        assert seen == [1]
+        assert th.get_num_threads() == 2
+    finally:
+        th.set_num_threads(previous)

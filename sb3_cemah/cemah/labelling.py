@@ -64,7 +64,12 @@ def label_elites(
     :param generator: The random stream of the drawn population states and sampled actions (None: torch's global one).
     """
     assert result.observations is not None and result.actions is not None and result.step_candidates is not None
-    recorded = np.isin(result.step_candidates, recorded_candidates(states, elite, len(result.returns)))
+    recorded = np.flatnonzero(np.isin(result.step_candidates, recorded_candidates(states, elite, len(result.returns))))
+    if states == "population":
+        # Drawn before the features are computed: only the drawn states need them.
+        per_elite = min(len(recorded), max_tuples // len(elite))
+        drawn = th.randperm(len(recorded), generator=generator, device=policy.device)[:per_elite]
+        recorded = recorded[drawn.cpu().numpy()]
     if normalized_features is not None:
         # Targets come from the features the coming generated policies act on: normalised with the statistics after
         # this rollout, not each step's.
@@ -86,18 +91,16 @@ def label_elites(
         own = th.as_tensor(position[candidates], device=features.device)
         targets = every_elite[own, th.arange(len(features), device=features.device)]
         return LabelledStates(stored, targets, th.as_tensor(candidates))
-    per_elite = min(len(features), max_tuples // len(elite))
-    chosen = th.randperm(len(features), generator=generator, device=features.device)[:per_elite]
-    preactivations = _preactivations(policy, elite_weights, features[chosen].unsqueeze(0).expand(len(elite), -1, -1))
+    preactivations = _preactivations(policy, elite_weights, features.unsqueeze(0).expand(len(elite), -1, -1))
     preactivations = preactivations.flatten(0, 1)
     if target == "preactivation":
         targets = preactivations
     else:
         targets = policy.actions_to_targets(policy.outputs_to_actions(th.tanh(preactivations), deterministic, generator))
     return LabelledStates(
-        stored[chosen].repeat(len(elite), *(1,) * (stored.dim() - 1)),
+        stored.repeat(len(elite), *(1,) * (stored.dim() - 1)),
         targets,
-        th.arange(len(elite)).repeat_interleave(per_elite),
+        th.arange(len(elite)).repeat_interleave(len(recorded)),
     )
 
 

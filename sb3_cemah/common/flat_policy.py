@@ -14,6 +14,7 @@ from stable_baselines3.common.preprocessing import get_flattened_obs_dim, prepro
 from torch import nn
 
 from sb3_cemah.common.policy_network import FlatPolicyNetwork
+from sb3_cemah.common.threads import LIBRARY_THREADS, torch_threads
 
 __all__ = ["FlatPolicy"]
 
@@ -149,6 +150,18 @@ class FlatPolicy(BasePolicy):
         :return: Actions the env accepts, rescaled to the Box bounds, as a numpy array."""
         actions_np = actions.cpu().numpy()
         return actions_np if self.is_discrete else self._action_low + (actions_np + 1.0) * self._action_half_range
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """SB3's ``predict``, on :data:`~sb3_cemah.common.threads.LIBRARY_THREADS` torch threads (the caller's count is
+        restored): the networks are small, and more threads wait on each other when the cores are busy."""
+        with torch_threads(LIBRARY_THREADS):
+            return super().predict(observation, state, episode_start, deterministic)
 
     def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:  # type: ignore[override]
         raise NotImplementedError(f"{type(self).__name__} has no weights to act with: use a subclass that has.")
