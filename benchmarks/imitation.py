@@ -4,6 +4,8 @@ Trains CEM-AH on one env for a budget of env steps, then evaluates on the same s
 ``e`` of every policy starts from ``reset(seed=eval_seed + e)``):
 
 - ``guide``: the guiding CEM's mean policy (what :class:`sb3_cemah.CEM` returns);
+- ``guide_sampled``: the guide tested as the paper tests CEM (Sec. 4.1): one weight vector drawn from its Gaussian
+  per test episode (draw ``e`` plays episode ``e``; the draws from a generator seeded with ``eval_seed``);
 - ``elite_k``: each elite of the last iteration alone (``elite_0`` the best on its training episode), and
   ``elite_ensemble``: the elites combined as the ensemble combines its members (what a perfect imitation gives);
 - ``ensemble``: ``model.predict`` (the K generated policies acting together, as users and rl-zoo3 see it);
@@ -24,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import fcntl
 import pathlib
 import time
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -60,17 +64,21 @@ LARGE_ENSEMBLE = 100
 MEMBERS_TESTED = 10
 
 
-def seeded_returns(env_id: str, act: ActFn, n_policies: int, n_episodes: int, eval_seed: int) -> np.ndarray:
+def seeded_returns(
+    env_id: str, act: ActFn, n_policies: int, n_episodes: int, eval_seed: int, one_episode_each: bool = False
+) -> np.ndarray:
     """
     Run ``n_episodes`` seeded episodes of each of ``n_policies`` policies, all envs stepping together.
 
     :param act: Maps observations ``(n_policies * n_episodes, *obs_shape)`` (slot ``p * n_episodes + e`` is
         policy ``p``'s episode ``e``) to env actions for every slot.
+    :param one_episode_each: ``n_episodes`` is 1 and policy ``p`` plays episode ``p`` (seed ``eval_seed + p``).
     :return: Undiscounted returns, shape ``(n_policies, n_episodes)``.
     """
     with quiet_native_stdout():
         envs = [gym.make(env_id) for _ in range(n_policies * n_episodes)]
-    obs = np.stack([env.reset(seed=eval_seed + slot % n_episodes)[0] for slot, env in enumerate(envs)])
+    episode_of_slot = range(len(envs)) if one_episode_each else [slot % n_episodes for slot in range(len(envs))]
+    obs = np.stack([env.reset(seed=eval_seed + episode)[0] for episode, env in zip(episode_of_slot, envs, strict=True)])
     returns = np.zeros(len(envs))
     running = np.ones(len(envs), dtype=bool)
     while running.any():
@@ -147,6 +155,7 @@ def evaluate(model: CEMAH, env_id: str, last_population: tuple[th.Tensor, Popula
     )
     names = ["guide", *(f"elite_{k}" for k in range(len(elites))), *(f"member_{k}" for k in range(len(members)))]
     returns = {name: row.tolist() for name, row in zip(names, flat_returns, strict=True)}
+    returns["guide_sampled"] = sampled_guide_returns(model, env_id, args.episodes, args.eval_seed, args.deterministic)
     elite_ensemble = ensemble_actor(model, elites, args.deterministic)
     returns["elite_ensemble"] = seeded_returns(env_id, elite_ensemble, 1, args.episodes, args.eval_seed)[0].tolist()
     returns["ensemble"] = ensemble_returns(model, env_id, args.episodes, args.eval_seed, args.deterministic)
@@ -179,6 +188,17 @@ def ensemble_returns(model: CEMAH, env_id: str, n_episodes: int, eval_seed: int,
     return seeded_returns(env_id, act, 1, n_episodes, eval_seed)[0].tolist()
 
 
+def sampled_guide_returns(
+    model: CEMAH, env_id: str, n_episodes: int, eval_seed: int, deterministic: bool = True
+) -> list[float]:
+    """Returns of the guide tested as the paper tests CEM: one weight vector drawn from its Gaussian per episode."""
+    policy = model.policy
+    noise = th.randn(n_episodes, policy.mean.numel(), generator=th.Generator().manual_seed(eval_seed)).to(policy.device)
+    draws = policy.mean + policy.std * noise
+    act = flat_policies_actor(model, draws, 1, deterministic)
+    return seeded_returns(env_id, act, n_episodes, 1, eval_seed, one_episode_each=True)[:, 0].tolist()
+
+
 def guide_returns(model: CEMAH, env_id: str, n_episodes: int, eval_seed: int, deterministic: bool = True) -> list[float]:
     """Returns of the guiding CEM's mean policy (the CEM run of the same seed) on the seeded episodes."""
     act = flat_policies_actor(model, model.policy.mean[None], n_episodes, deterministic)
@@ -197,10 +217,14 @@ def run(env_id: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     train_seconds: list[float] = []
     train = model.train
 
+    generated_elite_fracs: list[float] = []
+
     def timed_train(weights: th.Tensor, result: PopulationResult) -> None:
         start = time.perf_counter()
         train(weights, result)
         train_seconds.append(time.perf_counter() - start)
+        if "train/generated_elite_frac" in model.logger.name_to_value:
+            generated_elite_fracs.append(model.logger.name_to_value["train/generated_elite_frac"])
         last_population[:] = [(weights, result)]
 
     model.train = timed_train  # type: ignore[method-assign]
@@ -223,6 +247,8 @@ def run(env_id: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "learn_seconds": learn_seconds,
         "train_seconds": float(np.sum(train_seconds)),
         "last_elite_return_mean": float(np.sort(last_population[0][1].returns)[-model.n_elite :].mean()),
+        # The closed loop (generated_candidates): the share of each iteration's elites that the hypernetwork generated.
+        "generated_elite_fracs": generated_elite_fracs,
         "returns": returns,
     }
 
@@ -243,6 +269,7 @@ def summary_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
                 result["seed"],
                 result["iterations"],
                 f"{means['guide']:.1f}",
+                f"{means['guide_sampled']:.1f}" if "guide_sampled" in means else "-",
                 f"{best_elite:.1f}",
                 f"{np.median(elites):.1f} / {means['elite_ensemble']:.1f}" if elites else "-",
                 f"{means['ensemble']:.1f}",
@@ -250,6 +277,49 @@ def summary_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
                 f"{np.median(members):.1f} [{min(members):.1f}, {max(members):.1f}]",
                 _methods_cell(means),
                 f"{result['train_seconds'] / max(result['learn_seconds'] - result['train_seconds'], 1e-9):.2f}",
+            ]
+        )
+    return rows
+
+
+CONFIG_HEADERS = [
+    "env",
+    "config",
+    "seeds",
+    "guide (mean policy)",
+    "guide sampled per episode (the paper's CEM test)",
+    "ensemble",
+    "ensemble / guide",
+    "ensemble / guide sampled",
+    "generated share of the elites",
+]
+
+
+def config_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
+    """One row per env and config: the mean over seeds of each policy's mean test return, and their ratios."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for result in results:
+        groups.setdefault((result["env"], result["config"]), []).append(result)
+    rows = []
+    for (env, config), group in sorted(groups.items()):
+
+        def mean_of(name: str, group: list[dict[str, Any]] = group) -> float:
+            values = [np.mean(r["returns"][name]) for r in group if name in r["returns"]]
+            return float(np.mean(values)) if len(values) == len(group) else float("nan")
+
+        guide, sampled, ensemble = mean_of("guide"), mean_of("guide_sampled"), mean_of("ensemble")
+        shares = [np.mean(r["generated_elite_fracs"]) for r in group if r.get("generated_elite_fracs")]
+        rows.append(
+            [
+                env,
+                config,
+                " ".join(str(r["seed"]) for r in sorted(group, key=lambda r: r["seed"])),
+                f"{guide:.1f}",
+                f"{sampled:.1f}",
+                f"{ensemble:.1f}",
+                f"{ensemble / guide:.2f}" if guide > 0 else "-",
+                f"{ensemble / sampled:.2f}" if sampled > 0 else "-",
+                f"{np.mean(shares):.2f}" if shares else "-",
             ]
         )
     return rows
@@ -300,6 +370,7 @@ HEADERS = [
     "seed",
     "iterations",
     "guide",
+    "guide sampled per episode",
     "best elite",
     "elites median / elites as an ensemble",
     "ensemble",
@@ -308,6 +379,18 @@ HEADERS = [
     f"ensemble by method (Box: mean; discrete: {' / '.join(ENSEMBLE_METHODS)})",
     "train / rollout time",
 ]
+
+
+@contextlib.contextmanager
+def table_lock(out: pathlib.Path) -> Iterator[None]:
+    """Hold the study's lock file while its table is read and rewritten."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def load_results(out: pathlib.Path) -> list[dict[str, Any]]:
@@ -367,14 +450,19 @@ def main() -> None:
             result["key"] = key
             result["command"] = command_line("benchmarks.imitation")
             result["machine"] = machine_description()
-            table[key] = result
-            write_table(args.out / RESULTS_TABLE, table)
+            with table_lock(args.out):  # one run per core may share the study's table
+                table = read_table(args.out / RESULTS_TABLE)
+                table[key] = result
+                write_table(args.out / RESULTS_TABLE, table)
             print(markdown_table(HEADERS, summary_rows([result])), flush=True)
     if args.add_missing:
         add_missing_returns(args.out, args)
-    summary = markdown_table(HEADERS, summary_rows(load_results(args.out)))
+    results = load_results(args.out)
+    summary = markdown_table(HEADERS, summary_rows(results))
+    by_config = markdown_table(CONFIG_HEADERS, config_rows(results))
     print(summary)
-    fill_readme(args.out / "README.md", "CEM-AH imitation diagnostic", {"results": summary})
+    print(by_config)
+    fill_readme(args.out / "README.md", "CEM-AH imitation diagnostic", {"results": summary, "by_config": by_config})
 
 
 if __name__ == "__main__":

@@ -336,13 +336,17 @@ def test_save_and_load_elite_buffer(cartpole_vec: Callable, make_model: Callable
         assert th.equal(restored_part, saved_part)
 
 
-def test_resumed_cemah_run_equals_uninterrupted_run(cartpole_vec: Callable, make_model: Callable, tmp_path: Path) -> None:
-    """load + load_elite_buffer + learn(reset_num_timesteps=False) continues exactly: guide, hypernetwork, D."""
-    uninterrupted = make_model("CEMAH", cartpole_vec(), seed=3)
+@pytest.mark.parametrize("generated_candidates", [0, 2])
+def test_resumed_cemah_run_equals_uninterrupted_run(
+    cartpole_vec: Callable, make_model: Callable, tmp_path: Path, generated_candidates: int
+) -> None:
+    """load + load_elite_buffer + learn(reset_num_timesteps=False) continues exactly: guide, hypernetwork, D (and the
+    closed loop's next generated candidates)."""
+    uninterrupted = make_model("CEMAH", cartpole_vec(), seed=3, generated_candidates=generated_candidates)
     uninterrupted.learn(1_500)
     assert uninterrupted._n_iterations >= 4
 
-    first_half = make_model("CEMAH", cartpole_vec(), seed=3)
+    first_half = make_model("CEMAH", cartpole_vec(), seed=3, generated_candidates=generated_candidates)
     first_half.learn(700)
     first_half.save(tmp_path / "model")
     first_half.save_elite_buffer(tmp_path / "buffer")
@@ -387,6 +391,7 @@ class ReadingCallback(BaseCallback):
             },
         ),
         ("Pendulum-v1", {"normalize": True}),
+        ("CartPole-v1", {"generated_candidates": 3}),
     ],
 )
 def test_overlapped_imitation_equals_the_sequential_run(make_model: Callable, env_id: str, options: dict) -> None:
@@ -863,3 +868,44 @@ def test_stochastic_predict_samples(cartpole_vec: Callable, pendulum_vec: Callab
     assert len(box_draws) == 5
     deterministic = {float(box_model.predict(box_obs, deterministic=True)[0][0, 0]) for _ in range(5)}
     assert len(deterministic) == 1
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Closed loop: generated candidates
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_generated_candidates_join_the_population_from_the_third_one(
+    cartpole_vec: Callable, make_model: Callable, tmp_path: Path, progress_csv: Callable
+) -> None:
+    """The last ``generated_candidates`` of a population are the hypernetwork's policies (from the third population
+    on), and the share of generated elites is logged for those populations."""
+    model = make_model("CEMAH", cartpole_vec(), seed=1, generated_candidates=3)
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    populations: list[th.Tensor] = []
+    expected: list[np.ndarray | None] = []
+    sample = model.sample_population
+
+    def recording() -> th.Tensor:
+        expected.append(None if model._next_generated is None else model._next_generated.copy())
+        populations.append(sample())
+        return populations[-1]
+
+    model.sample_population = recording  # type: ignore[method-assign]
+    model.learn(2_000)
+    assert len(populations) >= 4
+    assert expected[0] is None and expected[1] is None
+    for weights, generated in zip(populations[2:], expected[2:], strict=True):
+        assert generated is not None
+        np.testing.assert_array_equal(weights[-3:].numpy(), generated)
+    shares = progress_csv(tmp_path)["train/generated_elite_frac"]
+    assert np.isnan(shares[:2]).all() and all(0.0 <= share <= 1.0 for share in shares[2:])
+    # Not copies of one another, nor of the Gaussian's draws.
+    last = populations[-1]
+    assert not th.equal(last[-1], last[-2]) and not th.equal(last[-3], last[0])
+
+
+@pytest.mark.parametrize("generated_candidates", [-1, 8, 1.5])
+def test_generated_candidates_are_checked(cartpole_vec: Callable, make_model: Callable, generated_candidates: Any) -> None:
+    with pytest.raises(ValueError, match="generated_candidates"):
+        make_model("CEMAH", cartpole_vec(), generated_candidates=generated_candidates)
