@@ -177,6 +177,10 @@ def metrics(summary: dict[str, Any], train_rows: list[dict[str, float]], eval_ro
         "train_steps_per_cpu_s": steps / train_cpu_s if train_cpu_s > 0 else None,
         "s_per_test_episode_cpu": float(summary["eval_cpu_s"]) / n_test if n_test and "eval_cpu_s" in summary else None,
         "final_test_return": last_eval["mean_return"] if last_eval else None,
+        # CEM only: the final model tested as the paper tests CEM (one weight vector drawn per test episode).
+        "final_sampled_test_return": (
+            float(np.mean(summary["sampled_test_returns"])) if summary.get("sampled_test_returns") else None
+        ),
         "final_test_step": int(last_eval["env_steps"]) if last_eval else None,
         "best_test_return": max(row["mean_return"] for row in eval_rows) if eval_rows else None,
         "n_evals": len(eval_rows),

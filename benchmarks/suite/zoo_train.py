@@ -16,7 +16,9 @@ exactly ``python -m rl_zoo3.train <arguments>`` (same hyper-parameters, env wrap
   their last population and overshoot it) or after ``--max-episodes`` training episodes (the full
   protocol's 50k). It raises ``KeyboardInterrupt``, which rl-zoo3 catches to save the model as after a
   Ctrl-C; the algorithm needs no support for early stopping (ARS ignores a callback's ``False``);
-- it writes ``DIR/summary.json`` when training ends: why and where it stopped (steps, seconds).
+- it writes ``DIR/summary.json`` when training ends: why and where it stopped (steps, seconds), and for CEM the
+  returns of the paper's test protocol (Sec. 4.1: one weight vector drawn from the Gaussian per test episode;
+  ``EvalCallback`` tests the mean policy), on as many episodes as ``EvalCallback`` runs.
 
 Only training episodes (Monitors with a log file) are counted: the evaluation env's Monitor has none.
 """
@@ -39,6 +41,8 @@ STOP_BUDGET = "budget"
 STOP_CAP = "wall_clock_cap"
 STOP_EPISODES = "max_episodes"
 STOP_ALGORITHM = "algorithm_finished"
+#: Seed of the drawn weight vectors and of the test episodes of the paper's protocol (episode e: seed + e).
+SAMPLED_TEST_SEED = 1000
 
 
 class BenchStop(KeyboardInterrupt):
@@ -154,8 +158,10 @@ def _install_patches() -> None:
         _State.learn_start_unix = time.time()
         # CPU time too: the machine is shared, so wall-clock rates depend on the load; CPU rates less so.
         _State.learn_start_cpu = time.process_time()
+        sampled_returns = None
         try:
             original_learn(self, model)
+            sampled_returns = sampled_test_returns(self, model)
         finally:
             learn_s = _since_learn_start()
             write_json(
@@ -178,10 +184,48 @@ def _install_patches() -> None:
                     "max_steps": _State.max_steps,
                     "max_episodes": _State.max_episodes,
                     "n_envs": int(getattr(self, "n_envs", 1)),
+                    "sampled_test_returns": sampled_returns,
                 },
             )
 
     ExperimentManager.learn = learn  # type: ignore[method-assign]
+
+
+def sampled_test_returns(manager: Any, model: Any) -> list[float] | None:
+    """
+    CEM tested as the paper tests it: ``manager.n_eval_episodes`` episodes of rl-zoo3's evaluation env, episode ``e``
+    played by its own weight vector drawn from the Gaussian (seeded), with ``EvalCallback``'s ``deterministic``;
+    None for any other algorithm (CEM-AH acts with its ensemble).
+    """
+    import torch as th
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import sync_envs_normalization
+
+    from sb3_cemah import CEM
+
+    if type(model) is not CEM:
+        return None
+    env = manager.create_envs(n_envs=1, eval_env=True)
+    training_env = model.get_env()
+    if training_env is not None:  # VecNormalize: the training statistics, as EvalCallback syncs them
+        sync_envs_normalization(training_env, env)
+    policy = model.policy
+    mean = policy.mean.clone()
+    generator = th.Generator().manual_seed(SAMPLED_TEST_SEED)
+    returns = []
+    try:
+        for episode in range(manager.n_eval_episodes):
+            noise = th.randn(mean.shape, generator=generator).to(mean.device)
+            policy.mean.copy_(mean + policy.std * noise)  # the policy acts with its mean: here, the draw
+            env.seed(SAMPLED_TEST_SEED + episode)
+            episode_returns, _ = evaluate_policy(
+                model, env, n_eval_episodes=1, deterministic=manager.deterministic_eval, return_episode_rewards=True
+            )
+            returns.append(float(episode_returns[0]))  # type: ignore[index]
+    finally:
+        policy.mean.copy_(mean)
+        env.close()
+    return returns
 
 
 def _maybe_install_plugin_from_checkout() -> None:

@@ -63,9 +63,12 @@ FAKE_PYTHON = textwrap.dedent(
     with open(out / "evals.jsonl", "w") as f:
         for i, step in enumerate(steps):
             f.write(json.dumps({{"timesteps": int(step), "t_s": 1.0 + i, "eval_s": 0.2, "mean_reward": 0.0}}) + "\\n")
+    # CEM's final model tested as the paper does: worse than its mean policy (205 + seed / 2).
+    sampled = [100.0 + seed, 110.0] if algo == "cem" else None
     (out / "summary.json").write_text(json.dumps({{
         "stop_reason": "budget", "stop_step": 3000, "stop_s": 3.0, "num_timesteps": 3000, "learn_s": 3.0,
-        "learn_start_unix": start, "train_episodes": 300, "n_evals": 3, "eval_s": 0.6, "eval_episodes": 6}}))
+        "learn_start_unix": start, "train_episodes": 300, "n_evals": 3, "eval_s": 0.6, "eval_episodes": 6,
+        "sampled_test_returns": sampled}}))
     """
 )
 
@@ -200,6 +203,11 @@ def test_report_from_fake_runs(tmp_path: Path, fake_python: Path, monkeypatch: p
     assert "| CEM-AH | 2 | " in text
     for name in ("iqm", "improvement", "profiles"):
         assert (tmp_path / "plots" / f"quick_aggregate_{name}.png").is_file()
+    # CEM's runs also tested as the paper tests CEM: a row, a verdict and the paper's gain under each test.
+    assert "| reacher | CEM drawn per test episode (the paper's test) | 105.25 ± 0.25 (2 seeds)" in text
+    assert "CEM drawn per test episode (the paper's test) (difference 100.00 [" in text
+    assert "against CEM's mean policy, CEM-AH's IQM is 1.00x CEM's: the paper's 1.158x does not reproduce" in text
+    assert "under the paper's test of CEM, CEM-AH's IQM is" in text
 
 
 def test_aggregate_statistics() -> None:
@@ -290,6 +298,20 @@ def test_zoo_train_real_tiny_run(tmp_path: Path) -> None:
     expected = [k * (500 // n_envs) * n_envs for k in (1, 2)]
     assert [row["env_steps"] for row in results.read_csv(out / results.EVAL_CSV)] == expected
     assert collected["metrics"]["train_episodes"] > 0
+
+
+def test_zoo_train_tests_cem_as_the_paper_does(tmp_path: Path) -> None:
+    """A real CEM run through the wrapper: its final model is also tested with one drawn weight vector per episode."""
+    raw = results.raw_dir(tmp_path / "run")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "benchmarks.suite.zoo_train", "--out", str(raw), "--cap-s", "120", "--max-steps", "2000"]
+    command += ["--", "--algo", "cem", "--env", "CartPole-v1", "-n", "2000", "-f", str(raw / "zoo"), "--seed", "0"]
+    command += ["--eval-freq", "1000", "--eval-episodes", "3", "--num-threads", "1", "-params", "population_size:10", "elite_frac:0.2"]
+    subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=120)
+    summary = json.loads((raw / "summary.json").read_text())
+    returns = summary["sampled_test_returns"]
+    assert len(returns) == 3 and all(1 <= value <= 500 for value in returns)
+    assert results.collect(tmp_path / "run")["metrics"]["final_sampled_test_return"] == pytest.approx(np.mean(returns))
 
 
 def test_fill_readme_keeps_prose(tmp_path: Path) -> None:
