@@ -306,7 +306,8 @@ def test_zoo_train_tests_cem_as_the_paper_does(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "benchmarks.suite.zoo_train", "--out", str(raw), "--cap-s", "120", "--max-steps", "2000"]
     command += ["--", "--algo", "cem", "--env", "CartPole-v1", "-n", "2000", "-f", str(raw / "zoo"), "--seed", "0"]
-    command += ["--eval-freq", "1000", "--eval-episodes", "3", "--num-threads", "1", "-params", "population_size:10", "elite_frac:0.2"]
+    command += ["--eval-freq", "1000", "--eval-episodes", "3", "--num-threads", "1"]
+    command += ["-params", "population_size:10", "elite_frac:0.2"]
     subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=120)
     summary = json.loads((raw / "summary.json").read_text())
     returns = summary["sampled_test_returns"]
