@@ -24,12 +24,10 @@ from __future__ import annotations
 import argparse
 import csv
 import pathlib
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -87,31 +85,13 @@ def make_models(env_id: str, env: VecEnv, args: argparse.Namespace, log_folder: 
     return models
 
 
-class IterationClock(BaseCallback):
-    """
-    Timestamps (wall, process CPU) and env steps at the start of each of ``n_starts`` populations, then stops
-    training at the first step of the last one (that population is not trained on).
-    """
-
-    def __init__(self, n_starts: int):
-        super().__init__()
-        self.n_starts = n_starts
-        self.starts: list[tuple[float, float, int]] = []
-
-    def _on_rollout_start(self) -> None:
-        self.starts.append((time.perf_counter(), time.process_time(), self.model.num_timesteps))
-
-    def _on_step(self) -> bool:
-        return len(self.starts) < self.n_starts
-
-
 def time_chunk(model: CEM, n_iterations: int) -> list[tuple[float, float, int]]:
     """
     Run ``n_iterations + 1`` iterations in one ``learn`` (as a user does) and return the wall, CPU seconds and env
     steps of the last ``n_iterations`` of them, from one population's start to the next: the first is left out
     (CEM-AH's imitation overlaps the populations after the first).
     """
-    clock = IterationClock(n_iterations + 2)
+    clock = common.IterationClock(n_iterations + 2)
     model.learn(10**12, callback=clock, reset_num_timesteps=False)
     return [
         (wall - wall0, cpu - cpu0, steps - steps0)

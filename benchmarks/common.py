@@ -35,6 +35,7 @@ from importlib import metadata
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
 
 # The benchmarks run one population per ``learn(1)`` on purpose (one iteration, timed or sampled): the library's warning
 # that ``learn(1)`` ran a whole population says what they ask for.
@@ -394,3 +395,21 @@ def interleaved(repetitions: int, variants: Sequence[str]) -> Iterator[tuple[int
         shift = repetition % len(variants)
         for variant in (*variants[shift:], *variants[:shift]):
             yield repetition, variant
+
+
+class IterationClock(BaseCallback):
+    """
+    Timestamps (wall, process CPU) and env steps at the start of each of ``n_starts`` populations, then stops
+    training at the first step of the last one (that population is not trained on).
+    """
+
+    def __init__(self, n_starts: int):
+        super().__init__()
+        self.n_starts = n_starts
+        self.starts: list[tuple[float, float, int]] = []
+
+    def _on_rollout_start(self) -> None:
+        self.starts.append((time.perf_counter(), time.process_time(), self.model.num_timesteps))
+
+    def _on_step(self) -> bool:
+        return len(self.starts) < self.n_starts

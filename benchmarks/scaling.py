@@ -25,7 +25,6 @@ import time
 from typing import Any
 
 import numpy as np
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
@@ -69,20 +68,6 @@ def build(setup: str, env_id: str, population_size: int, seed: int) -> CEM:
     return CEM("MlpPolicy", env, **model_kwargs, **kwargs)
 
 
-class _PopulationClock(BaseCallback):
-    """Records the time and the step count when each population starts; stops training at a third one's first step."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.starts: list[tuple[float, int]] = []
-
-    def _on_rollout_start(self) -> None:
-        self.starts.append((time.perf_counter(), self.model.num_timesteps))
-
-    def _on_step(self) -> bool:
-        return len(self.starts) < 3
-
-
 def time_population(model: CEM) -> dict[str, float]:
     """
     The second population of a two-population ``learn``: its wall time (from its start to the end of its update)
@@ -100,11 +85,11 @@ def time_population(model: CEM) -> dict[str, float]:
         head.append(end - start)
         finished.append((end, model.num_timesteps))
 
-    clock = _PopulationClock()
+    clock = common.IterationClock(3)
     model.train = timed_train  # type: ignore[method-assign,assignment]
     model.learn(10**9, callback=clock, reset_num_timesteps=False)  # the clock stops it after two populations
     del model.train
-    (start, steps), (end, end_steps) = clock.starts[1], finished[1]
+    (start, _, steps), (end, end_steps) = clock.starts[1], finished[1]
     assert model.ep_info_buffer is not None
     episodes = list(model.ep_info_buffer)[-model.population_size :]
     return {
