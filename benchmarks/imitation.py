@@ -192,9 +192,7 @@ def sampled_guide_returns(
     model: CEMAH, env_id: str, n_episodes: int, eval_seed: int, deterministic: bool = True
 ) -> list[float]:
     """Returns of the guide tested as the paper tests CEM: one weight vector drawn from its Gaussian per episode."""
-    policy = model.policy
-    noise = th.randn(n_episodes, policy.mean.numel(), generator=th.Generator().manual_seed(eval_seed)).to(policy.device)
-    draws = policy.mean + policy.std * noise
+    draws = model.policy.sample_weights(n_episodes, th.Generator().manual_seed(eval_seed))
     act = flat_policies_actor(model, draws, 1, deterministic)
     return seeded_returns(env_id, act, n_episodes, 1, eval_seed, one_episode_each=True)[:, 0].tolist()
 

@@ -212,11 +212,12 @@ def sampled_test_returns(manager: Any, model: Any) -> list[float] | None:
     policy = model.policy
     mean = policy.mean.clone()
     generator = th.Generator().manual_seed(SAMPLED_TEST_SEED)
+    # One draw at a time (the stream of the committed runs), all before the mean is overwritten.
+    draws = [policy.sample_weights(1, generator)[0] for _ in range(manager.n_eval_episodes)]
     returns = []
     try:
-        for episode in range(manager.n_eval_episodes):
-            noise = th.randn(mean.shape, generator=generator).to(mean.device)
-            policy.mean.copy_(mean + policy.std * noise)  # the policy acts with its mean: here, the draw
+        for episode, weights in enumerate(draws):
+            policy.mean.copy_(weights)  # the policy acts with its mean: here, the draw
             env.seed(SAMPLED_TEST_SEED + episode)
             episode_returns, _ = evaluate_policy(
                 model, env, n_eval_episodes=1, deterministic=manager.deterministic_eval, return_episode_rewards=True

@@ -40,15 +40,20 @@ class CEMPolicy(FlatPolicy):
         self.register_buffer("mean", th.zeros(self.network.n_params))
         self.register_buffer("std", th.ones(self.network.n_params))
 
-    def sample_weights(self, n_samples: int) -> th.Tensor:
+    def sample_weights(self, n_samples: int, generator: th.Generator | None = None) -> th.Tensor:
         """
-        Draw flat weight vectors from the Gaussian, with torch's global RNG (which ``learn`` seeds from the run's seed
-        and the iteration number before every population).
+        Draw flat weight vectors from the Gaussian.
 
         :param n_samples: Number of policies.
+        :param generator: The random stream of the draws; None: torch's global RNG (which ``learn`` seeds from the
+            run's seed and the iteration number before every population).
         :return: Shape ``(n_samples, n_params)``.
         """
-        noise = th.randn(n_samples, self.network.n_params, device=self.mean.device)
+        shape = (n_samples, self.network.n_params)
+        if generator is None:
+            noise = th.randn(shape, device=self.mean.device)
+        else:
+            noise = th.randn(shape, generator=generator, device=generator.device).to(self.mean.device)
         return self.mean + self.std * noise
 
     def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:  # type: ignore[override]

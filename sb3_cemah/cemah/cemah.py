@@ -198,8 +198,6 @@ class CEMAH(CEM):
         # on the CPU; None before there are. Set here, not in _setup_model: load restores them after __init__, so that a
         # run resumed from a saved model equals an uninterrupted one.
         self._next_generated: np.ndarray | None = None
-        # How many candidates of the population being evaluated were generated (the last ones).
-        self._n_generated_in_population = 0
         super().__init__(
             policy,
             env,
@@ -296,7 +294,6 @@ class CEMAH(CEM):
         """
         weights = super().sample_population()
         generated = self._next_generated
-        self._n_generated_in_population = 0 if generated is None else len(generated)
         if generated is not None:
             weights[len(weights) - len(generated) :] = th.as_tensor(generated, device=weights.device)
         return weights
@@ -342,8 +339,8 @@ class CEMAH(CEM):
         """
         if self.generated_candidates == 0:
             return
-        n_generated = self._n_generated_in_population
-        if n_generated > 0:
+        if self._next_generated is not None:  # this population's last candidates (sample_population)
+            n_generated = len(self._next_generated)
             elite = self.elite_indices(result)
             self.logger.record("train/generated_elite_frac", float(np.mean(elite >= len(result.returns) - n_generated)))
         if self._n_iterations < 2:  # no imitation step has finished yet: the hypernetwork is untrained
