@@ -6,10 +6,14 @@ While a suite runs, each run has a folder below the results root (``runs/suite/<
 one JSON line per run with its ``result.json``, its evaluations (every one) and its training curve (the rolling mean
 of :data:`TRAIN_WINDOW` episodes at no more than :data:`TRAIN_POINTS` points). Rows already in the table and not on
 disk are kept, so that packing a partial re-run updates its runs only. The report and the plots read the table alone.
+
+A re-run made below another root (``python -m benchmarks.suite.run --root runs/rerun ...``) replaces its runs in the
+committed table with ``python -m benchmarks.suite.store --suite SUITE --from runs/rerun`` (:func:`merge`).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 from pathlib import Path
@@ -22,7 +26,7 @@ from benchmarks.suite import protocol
 from benchmarks.suite.plots import TRAIN_WINDOW, rolling_mean
 from benchmarks.suite.results import EVAL_CSV, TRAIN_CSV, load_results, read_csv
 
-__all__ = ["DATA_DIR", "TRAIN_POINTS", "TRAIN_WINDOW", "load", "pack", "table_path"]
+__all__ = ["DATA_DIR", "TRAIN_POINTS", "TRAIN_WINDOW", "load", "merge", "pack", "table_path"]
 
 DATA_DIR = protocol.REPO_ROOT / "docs" / "benchmarks" / "suite" / "data"
 #: Points kept per training curve.
@@ -134,3 +138,33 @@ def load(suite: str, root: Path | None = None) -> list[dict[str, Any]]:
 def finished_run_ids(suite: str, root: Path | None = None) -> set[str]:
     """The runs of ``suite`` that its table (of the results root ``root``) holds."""
     return set(read_table(table_path(suite, root), key="run_id"))
+
+
+def merge(source_root: Path, suite: str, target_root: Path | None = None) -> list[str]:
+    """
+    Pack the finished runs below ``source_root`` (:func:`pack`) and put them into the table of ``target_root`` (the
+    committed one by default) in place of the rows with the same run ids; the target's other rows are kept.
+
+    :return: The run ids written, sorted.
+    """
+    source = read_table(pack(source_root, suite), key="run_id")
+    target_path = table_path(suite, target_root)
+    if target_path.resolve() == table_path(suite, source_root).resolve():
+        raise ValueError(f"{source_root} is the target's own results root: nothing to merge.")
+    rows = read_table(target_path, key="run_id")
+    rows.update(source)
+    write_table(target_path, rows)
+    return sorted(source)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=merge.__doc__)
+    parser.add_argument("--suite", required=True)
+    parser.add_argument("--from", dest="source", type=Path, required=True, help="the results root of the re-run")
+    args = parser.parse_args()
+    merged = merge(args.source.resolve(), args.suite)
+    print(f"{len(merged)} runs of {args.source} now in {table_path(args.suite)}: {', '.join(merged)}")
+
+
+if __name__ == "__main__":
+    main()

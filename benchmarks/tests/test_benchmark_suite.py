@@ -24,7 +24,7 @@ import yaml
 pytest.importorskip("rl_zoo3")
 pytest.importorskip("matplotlib")
 
-from benchmarks.suite import aggregate, protocol, report, results
+from benchmarks.suite import aggregate, protocol, report, results, store
 from benchmarks.suite.run import Runner, is_finished, save_probe_rates
 from benchmarks.suite.run import main as run_main
 
@@ -208,6 +208,30 @@ def test_report_from_fake_runs(tmp_path: Path, fake_python: Path, monkeypatch: p
     assert "CEM drawn per test episode (the paper's test) (difference 100.00 [" in text
     assert "against CEM's mean policy, CEM-AH's IQM is 1.00x CEM's: the paper's 1.158x does not reproduce" in text
     assert "under the paper's test of CEM, CEM-AH's IQM is" in text
+
+
+def test_merge_replaces_the_rerun_runs_only(tmp_path: Path, fake_python: Path) -> None:
+    """A re-run below another root replaces the rows of its run ids in the target table and keeps the others."""
+    first, rerun = tmp_path / "first", tmp_path / "second"
+    Runner(first, jobs=2, python=str(fake_python), rates={}, poll_s=0.1).run_all(_runs(seeds=(0, 1)), None)
+    store.pack(first, "quick")
+    Runner(rerun, jobs=2, python=str(fake_python), rates={}, poll_s=0.1).run_all(_runs(algos=("cem",), seeds=(1, 2)), None)
+    before = store.load("quick", first)
+    merged = store.merge(rerun, "quick", target_root=first)
+    assert merged == ["reacher/cem/seed1", "reacher/cem/seed2"]
+    after = {run["run_id"]: run for run in store.load("quick", first)}
+    assert sorted(after) == [
+        "reacher/cem/seed0",
+        "reacher/cem/seed1",
+        "reacher/cem/seed2",
+        "reacher/cemah/seed0",
+        "reacher/cemah/seed1",
+    ]
+    kept = {run["run_id"]: run for run in before}
+    assert after["reacher/cem/seed0"] == kept["reacher/cem/seed0"]
+    assert "/second/" in after["reacher/cem/seed1"]["command"] and "/second/" not in kept["reacher/cem/seed1"]["command"]
+    with pytest.raises(ValueError, match="own results root"):
+        store.merge(first, "quick", target_root=first)
 
 
 def test_aggregate_statistics() -> None:
