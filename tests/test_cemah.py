@@ -24,7 +24,7 @@ from sb3_cemah.cemah.adversarial import AdversarialPhase
 from sb3_cemah.cemah.elite_buffer import EliteBuffer
 from sb3_cemah.cemah.imitation import _balanced_assignment, _linear_squared_errors, _moments_are_cheaper
 from sb3_cemah.common.policy_network import FlatPolicyNetwork
-from sb3_cemah.common.population import PopulationResult, evaluate_population
+from sb3_cemah.common.population import evaluate_population
 
 # --------------------------------------------------------------------------------------------------------------
 # Learning
@@ -930,40 +930,6 @@ def test_ensemble_mean_candidate_is_the_acting_ensembles_mean_weights(cartpole_v
     for mean, candidate in pairs:
         assert candidate.shape == (1, mean.numel())
         np.testing.assert_allclose(candidate[0], mean.numpy(), rtol=1e-6, atol=1e-7)
-
-
-def test_generated_elites_refit_the_guide_only_when_asked(cartpole_vec: Callable, make_model: Callable) -> None:
-    """Without ``generated_refit_guide`` the Gaussian refits to the fittest of its own draws; the elites (what the
-    buffer learns from) still rank every candidate. In a learn run, the Gaussian's mean is its refit set's mean."""
-    n_generated = 3
-    model = make_model("CEMAH", cartpole_vec(), seed=1, generated_candidates=n_generated, generated_refit_guide=False)
-    population_size, n_elite = model.population_size, model.n_elite
-    returns = np.arange(population_size, dtype=float)  # the generated candidates, last, are the fittest
-    result = PopulationResult(returns=returns, episode_lengths=np.ones(population_size), completed=True)
-    model._next_generated = np.zeros((n_generated, 1), dtype=np.float32)
-    drawn = population_size - n_generated
-    np.testing.assert_array_equal(model.refit_indices(result), np.arange(drawn - 1, drawn - 1 - n_elite, -1))
-    np.testing.assert_array_equal(
-        model.elite_indices(result), np.arange(population_size - 1, population_size - 1 - n_elite, -1)
-    )
-    model.generated_refit_guide = True
-    np.testing.assert_array_equal(model.refit_indices(result), model.elite_indices(result))
-
-    model = make_model("CEMAH", cartpole_vec(), seed=1, generated_candidates=n_generated, generated_refit_guide=False)
-    train = model.train
-    checked: list[bool] = []
-
-    def checking(weights: th.Tensor, result: PopulationResult) -> None:
-        refit = model.refit_indices(result)
-        train(weights, result)
-        np.testing.assert_allclose(
-            model.policy.mean.numpy(), weights[th.as_tensor(refit)].mean(dim=0).numpy(), rtol=1e-5, atol=1e-6
-        )
-        checked.append(model._next_generated is not None)
-
-    model.train = checking  # type: ignore[method-assign]
-    model.learn(2_000)
-    assert sum(checked) >= 2
 
 
 @pytest.mark.parametrize(

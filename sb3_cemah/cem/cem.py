@@ -185,10 +185,6 @@ class CEM(PopulationAlgorithm):
         """
         return np.argsort(-self._fitness(result), kind="stable")[: self.n_elite]
 
-    def refit_indices(self, result: PopulationResult) -> np.ndarray:
-        """:return: Indices of the candidates the Gaussian refits to, best first: the elites (:meth:`elite_indices`)."""
-        return self.elite_indices(result)
-
     def _elite_moments(self, elite_weights: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """
         Mean and variance of the elites' weights under ``elite_weighting``.
@@ -211,7 +207,7 @@ class CEM(PopulationAlgorithm):
         :param weights: The evaluated candidates, shape ``(population_size, n_params)``.
         :param result: Their evaluation.
         """
-        elite = self.refit_indices(result)
+        elite = self.elite_indices(result)
         mean, variance = self._elite_moments(weights[th.as_tensor(elite, device=weights.device)])
         min_std = self._min_std_schedule(self._current_progress_remaining)
         std = th.sqrt(variance).clamp_min(min_std)

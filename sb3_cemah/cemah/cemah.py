@@ -85,9 +85,9 @@ class CEMAH(CEM):
        it (:mod:`sb3_cemah.cemah.adversarial`).
 
     With ``generated_candidates > 0`` (a closed loop, not in the paper), the hypernetwork also takes part in the search:
-    that many candidates of each population are policies it generates (fresh noise), evaluated and ranked with the
-    Gaussian's; elites of either origin label the elite buffer and, with ``generated_refit_guide``, refit the guide.
-    They come from the hypernetwork
+    that many candidates of each population are policies it generates (from fresh noise; with
+    ``generated_from="ensemble_mean"``, the acting ensemble's mean weights as one candidate), evaluated and ranked
+    with the Gaussian's; elites of either origin refit the guide and label the elite buffer. They come from the hypernetwork
     of the imitation step before the latest (the latest runs beside the population, see :meth:`train`), from the
     third population on.
 
@@ -122,8 +122,6 @@ class CEMAH(CEM):
         guide's Gaussian (0, the paper: none; at most ``population_size - 1``).
     :param generated_from: ``"members"`` (each generated candidate from fresh noise) or ``"ensemble_mean"`` (the mean
         flat weights of the acting ensemble, ``generated_candidates`` must then be 1).
-    :param generated_refit_guide: Whether the guide's Gaussian refits to the fittest candidates of either origin
-        (True) or to the fittest of its own draws only (False: generated elites label the elite buffer alone).
     :param population_size: See :class:`CEM`.
     :param elite_frac: See :class:`CEM`.
     :param elite_weighting: See :class:`CEM` (the guide's refit; the elite buffer keeps every elite's steps).
@@ -174,7 +172,6 @@ class CEMAH(CEM):
         imitation_target: str = "preactivation",
         generated_candidates: int = 0,
         generated_from: str = "members",
-        generated_refit_guide: bool = True,
         population_size: int = 100,
         elite_frac: float = 0.1,
         elite_weighting: str = "uniform",
@@ -205,7 +202,6 @@ class CEMAH(CEM):
         self.imitation_target = imitation_target
         self.generated_candidates = generated_candidates
         self.generated_from = generated_from
-        self.generated_refit_guide = generated_refit_guide
         # The next population's generated candidates (generated_candidates > 0), shape (generated_candidates, n_params),
         # on the CPU; None before there are. Set here, not in _setup_model: load restores them after __init__, so that a
         # run resumed from a saved model equals an uninterrupted one.
@@ -375,19 +371,6 @@ class CEMAH(CEM):
             with th.no_grad():
                 generated = self.policy.generate_weights(self.generated_candidates, generator)
         self._next_generated = generated.cpu().numpy()
-
-    def refit_indices(self, result: PopulationResult) -> np.ndarray:
-        """
-        The candidates the guide's Gaussian refits to: the elites, or without ``generated_refit_guide`` the
-        ``n_elite`` fittest of the Gaussian's own draws (this population's generated candidates are its last).
-
-        :param result: The population's evaluation.
-        :return: Indices best first, shape ``(n_elite,)``.
-        """
-        if self.generated_refit_guide or self._next_generated is None:
-            return self.elite_indices(result)
-        n_drawn = len(result.returns) - len(self._next_generated)
-        return np.argsort(-self._fitness(result)[:n_drawn], kind="stable")[: self.n_elite]
 
     def _imitate(
         self,
