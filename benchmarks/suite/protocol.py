@@ -197,6 +197,9 @@ class SuiteSpec:
     cell_eval_freqs: dict[tuple[str, str], int] | None = None
     #: A hyper-parameter grid: only these ``(env, algo)`` cells are run, every variant with every seed.
     variants: dict[tuple[str, str], tuple[Variant, ...]] | None = None
+    #: Arms: variants of an algorithm run beside its yml entry on every env, every seed, each a method of its own in
+    #: the report (:func:`method_key`); not a grid.
+    arms: dict[str, tuple[Variant, ...]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +219,18 @@ class Variant:
     group: str = "defaults"
 
 
+def method_key(algo: str, variant: str | None) -> str:
+    """A method of the report: the algorithm, or ``algo/variant`` for an arm (see :attr:`SuiteSpec.arms`)."""
+    return algo if variant is None else f"{algo}/{variant}"
+
+
+#: CEM-AH's closed loop whose one generated candidate is the acting ensemble's mean weights: the design screened for
+#: the full measurement (docs/benchmarks/closed_loop), an arm of the quick and medium suites (``--variants
+#: ensemble_mean`` runs it alone).
+ENSEMBLE_MEAN_ARM = Variant("ensemble_mean", ("generated_candidates:1", "generated_from:'ensemble_mean'"), "closed_loop")
+CLOSED_LOOP_ARMS: dict[str, tuple[Variant, ...]] = {"cemah": (ENSEMBLE_MEAN_ARM,)}
+
+
 # Quick: about 7 core-hours in all (`--dry-run` prints the estimate), 1.4 of them Qt-Opt's 8 runs. The budgets come
 # from the rates the probe suite measured on this machine (docs/benchmarks/suite/step_rates.json). The 20
 # evaluations of 10 episodes cost as much as training on the PyBullet envs (CEM-AH acts at a few hundred steps per
@@ -229,7 +244,8 @@ QUICK = SuiteSpec(
     max_episodes=None,
     population_seeds=(0, 1, 2),
     other_seeds=(0,),
-    description="3 seeds for cemah/cem/ars, 1 for the others; about 7 core-hours.",
+    description="3 seeds for cemah/cem/ars, 1 for the others, and CEM-AH's closed loop (ensemble_mean); about 8 core-hours.",
+    arms=CLOSED_LOOP_ARMS,
     # After its 10k warm-up steps Qt-Opt trains at ~50 env steps/s on the maze, Qt-Opt+DDPG at ~16 (probe, wall-clock):
     # the cap stops them before the maze's first evaluation at 50k steps.
     cell_eval_freqs={("maze", algo): 5_000 for algo in QTOPT_ALGOS},
@@ -258,7 +274,8 @@ MEDIUM = SuiteSpec(
     max_episodes=None,
     population_seeds=(0, 1, 2),
     other_seeds=(),
-    description="MuJoCo v5 envs, 3M steps, 3 seeds of cemah/cem/ars.",
+    description="MuJoCo v5 envs, 3M steps, 3 seeds of cemah/cem/ars, and CEM-AH's closed loop (ensemble_mean).",
+    arms=CLOSED_LOOP_ARMS,
 )
 
 # Probe: ~1 minute per algorithm and env, to measure step rates (and check that every run works).
@@ -505,7 +522,8 @@ def expand(
             if suite.variants is not None and (env_key, algo) not in suite.variants:
                 continue
             default_seeds = suite.population_seeds if algo in POPULATION_ALGOS else suite.other_seeds
-            variants = (None,) if suite.variants is None else suite.variants[(env_key, algo)]
+            variants: tuple[Variant | None, ...] = (None,) if suite.variants is None else suite.variants[(env_key, algo)]
+            variants += (suite.arms or {}).get(algo, ())
             per_algo[algo] = [
                 (seed, variant) for seed in (seeds if seeds is not None else default_seeds) for variant in variants
             ]

@@ -43,6 +43,15 @@ ALGO_NAMES = {
 #: benchmarks.suite.zoo_train), beside the same runs' mean policy (EvalCallback's test, the "cem" rows).
 CEM_SAMPLED = "cem_sampled"
 ALGO_NAMES[CEM_SAMPLED] = "CEM drawn per test episode (the paper's test)"
+# The suites' arms (protocol.SuiteSpec.arms), e.g. "cemah/ensemble_mean": "CEM-AH closed loop (ensemble_mean)"
+# (no comma: rliable splits its pairs of names at commas).
+ARMS = {
+    protocol.method_key(algo, variant.name): (algo, variant.name)
+    for suite in protocol.SUITES.values()
+    for algo, variants in (suite.arms or {}).items()
+    for variant in variants
+}
+ALGO_NAMES.update({key: f"{ALGO_NAMES[algo]} closed loop ({variant})" for key, (algo, variant) in ARMS.items()})
 # The paper's CEM-AH over CEM (its Sec. 4.1 test of CEM).
 PAPER_GAIN = 1.158
 
@@ -147,7 +156,9 @@ class Report:
         self.results = store.load(suite, root)
         self.by_cell: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for result in self.results:
-            self.by_cell[(result["env"], result["algo"])].append(result)
+            # A grid's variants are runs of their algorithm (the sensitivity report); an arm is a method of its own.
+            variant = None if self.suite.variants is not None else result.get("variant")
+            self.by_cell[(result["env"], protocol.method_key(result["algo"], variant))].append(result)
         self.unfinished = self._unfinished_runs()
         self.random = json.loads(RANDOM_FILE.read_text()) if RANDOM_FILE.is_file() else {}
 
@@ -156,7 +167,9 @@ class Report:
         unfinished: list[str] = []
         if self.root is None:
             return unfinished
-        for run_json in sorted((self.root / self.suite.name).glob(f"*/*/*/{RAW_DIR}/run.json")):
+        suite_dir = self.root / self.suite.name
+        run_jsons = [*suite_dir.glob(f"*/*/*/{RAW_DIR}/run.json"), *suite_dir.glob(f"*/*/*/*/{RAW_DIR}/run.json")]
+        for run_json in sorted(run_jsons):
             run_dir = run_json.parent.parent
             if not (run_dir / RESULT_FILE).is_file():
                 unfinished.append(str(run_dir.relative_to(self.root)))
@@ -165,8 +178,14 @@ class Report:
     def envs(self) -> list[str]:
         return [env for env in protocol.ENV_ORDER if any(key[0] == env for key in self.by_cell)]
 
+    @staticmethod
+    def methods(algos: list[str] | tuple[str, ...]) -> list[str]:
+        """The algorithms, each followed by its arms."""
+        return [key for algo in algos for key in (algo, *(arm for arm, (base, _) in ARMS.items() if base == algo))]
+
     def algos(self, env: str) -> list[str]:
-        return [algo for algo in protocol.ENVS[env].algos if (env, algo) in self.by_cell]
+        """The methods with runs on ``env``: its algorithms and their arms."""
+        return [key for key in self.methods(protocol.ENVS[env].algos) if (env, key) in self.by_cell]
 
     def ok(self, env: str, algo: str) -> list[dict[str, Any]]:
         """Runs with data: finished normally or stopped by the cap (their data up to the stop); for
@@ -277,7 +296,7 @@ class Report:
     def matrices(self) -> dict[str, np.ndarray]:
         """rliable's score matrices over the envs with a measured random policy (see :func:`aggregate.score_matrices`)."""
         envs = [env for env in self.envs() if env in self.random]
-        algos = [algo for algo in protocol.ALL_ALGOS if any((env, algo) in self.by_cell for env in envs)]
+        algos = [key for key in self.methods(protocol.ALL_ALGOS) if any((env, key) in self.by_cell for env in envs)]
         if all(self.ok(env, CEM_SAMPLED) for env in envs if (env, "cem") in self.by_cell):
             algos += [CEM_SAMPLED] if "cem" in algos else []
         scores = {
@@ -300,7 +319,11 @@ class Report:
             "",
         ]
         matrices = self.matrices()
-        left_out = [ALGO_NAMES[a] for a in protocol.ALL_ALGOS if a not in matrices and any(k[1] == a for k in self.by_cell)]
+        left_out = [
+            ALGO_NAMES[key]
+            for key in self.methods(protocol.ALL_ALGOS)
+            if key not in matrices and any(k[1] == key for k in self.by_cell)
+        ]
         if left_out:
             lines += [
                 f"Left out of the aggregates: {', '.join(left_out)} (fewer than 2 seeds, or not run, on some env: a "
@@ -322,6 +345,15 @@ class Report:
         if "cem" in iqm and CEM_SAMPLED in iqm:
             gains = {algo: iqm["cemah"].value / iqm[algo].value for algo in ("cem", CEM_SAMPLED) if iqm[algo].value > 0}
             lines += ["", self._paper_gain_sentence(gains)]
+        for arm in (key for key in matrices if key in ARMS):
+            arm_improvement = aggregate.probability_of_improvement(matrices, arm)
+            versus = "; ".join(
+                f"P({ALGO_NAMES[arm]} > {ALGO_NAMES[other]}) {estimate.text()}"
+                + (f", IQM {iqm[arm].value / iqm[other].value:.2f}x" if iqm[other].value > 0 else "")
+                for other, estimate in arm_improvement.items()
+                if other in ("cem", CEM_SAMPLED)
+            )
+            lines += ["", f"{versus}."]
         prefix = PLOTS_DIR / f"{self.suite.name}_aggregate"
         paths = aggregate.plot(matrices, "cemah", ALGO_NAMES, prefix)
         return [*lines, "", *(f"![{path.stem}](suite/plots/{path.name})" for path in paths)]
@@ -417,8 +449,8 @@ class Report:
         return lines
 
     def missing_runs(self) -> list[str]:
-        done = {(r["env"], r["algo"], r["seed"]) for r in self.results}
-        missing = [run.run_id for run in protocol.expand(self.suite) if (run.env, run.algo, run.seed) not in done]
+        done = {(r["env"], r["algo"], r.get("variant"), r["seed"]) for r in self.results}
+        missing = [run.run_id for run in protocol.expand(self.suite) if (run.env, run.algo, run.variant, run.seed) not in done]
         if not missing:
             return []
         return [f"Not run yet ({len(missing)}): " + ", ".join(f"`{run_id}`" for run_id in missing) + "."]

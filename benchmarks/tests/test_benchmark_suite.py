@@ -8,6 +8,7 @@ The fake runs replace the interpreter the runner starts (``--python``) by a scri
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -210,6 +211,29 @@ def test_report_from_fake_runs(tmp_path: Path, fake_python: Path, monkeypatch: p
     assert "under the paper's test of CEM, CEM-AH's IQM is" in text
 
 
+def test_closed_loop_arm_is_a_method_of_its_own(tmp_path: Path, fake_python: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The medium and quick suites run CEM-AH's closed-loop arm beside its yml entry; the report shows it as a method
+    of its own (rows, aggregate, its P(> CEM) and P(> CEM drawn)), not mixed into CEM-AH's runs."""
+    arm_runs = [run for run in protocol.expand(protocol.MEDIUM) if run.variant == "ensemble_mean"]
+    assert len(arm_runs) == 4 * 3 and {run.algo for run in arm_runs} == {"cemah"}
+    assert arm_runs[0].params == ("generated_candidates:1", "generated_from:'ensemble_mean'")
+    assert arm_runs[0].run_id.endswith("/cemah/ensemble_mean/seed0")
+    root = tmp_path / "results"
+    arm = [
+        dataclasses.replace(run, variant="ensemble_mean", params=protocol.ENSEMBLE_MEAN_ARM.params)
+        for run in _runs(("cemah",))
+    ]
+    Runner(root, jobs=2, python=str(fake_python), rates={}, poll_s=0.1).run_all([*_runs(("cemah", "cem")), *arm], None)
+    monkeypatch.setattr(report, "PLOTS_DIR", tmp_path / "plots")
+    text = "\n".join(report.build("quick", root).values())
+    name = report.ALGO_NAMES["cemah/ensemble_mean"]
+    assert name == "CEM-AH closed loop (ensemble_mean)"
+    assert "| reacher | CEM-AH | 205.25 ± 0.25 (2 seeds)" in text  # the arm's runs are not CEM-AH's
+    assert f"| reacher | {name} | 205.25 ± 0.25 (2 seeds)" in text
+    assert f"| {name} | 2 | " in text
+    assert f"P({name} > CEM) " in text and f"P({name} > CEM drawn per test episode (the paper's test)) " in text
+
+
 def test_merge_replaces_the_rerun_runs_only(tmp_path: Path, fake_python: Path) -> None:
     """A re-run below another root replaces the rows of its run ids in the target table and keeps the others."""
     first, rerun = tmp_path / "first", tmp_path / "second"
@@ -263,11 +287,11 @@ def test_protocol_quick_suite() -> None:
         ("maze", "qtopt_ddpg"): 5_000,
     }
     assert {run.env for run in runs if run.algo == "qtopt"} == set(protocol.PAPER_ENVS)
-    assert sorted(run.seed for run in runs if run.env == "maze" and run.algo == "cemah") == [0, 1, 2]
+    assert sorted(run.seed for run in runs if run.env == "maze" and run.algo == "cemah" and run.variant is None) == [0, 1, 2]
     assert [run.seed for run in runs if run.env == "maze" and run.algo == "dqn"] == [0]
     assert not [run for run in runs if run.algo == "dqn" and run.env != "maze"]
     total_s = sum(protocol.estimate_seconds(run, {}) for run in runs)
-    assert total_s < 8 * 3600
+    assert total_s < 9 * 3600
 
 
 def test_probe_rates_keep_the_other_measurements(tmp_path: Path) -> None:
@@ -288,7 +312,7 @@ def test_probe_rates_keep_the_other_measurements(tmp_path: Path) -> None:
 
 def test_protocol_medium_suite(capsys: pytest.CaptureFixture[str]) -> None:
     runs = protocol.expand(protocol.MEDIUM)
-    assert len(runs) == 4 * 3 * 3
+    assert len(runs) == 4 * 3 * 3 + 4 * 3  # 3 seeds of cemah, cem, ars, and of CEM-AH's closed-loop arm
     assert {run.env_id for run in runs} == {"Swimmer-v5", "Hopper-v5", "HalfCheetah-v5", "Walker2d-v5"}
     assert {run.budget for run in runs} == {3_000_000}
     # rl-zoo3 2.9 has no v5 entries: every run names one of this repository's yml files.
@@ -297,7 +321,7 @@ def test_protocol_medium_suite(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_main(["--suite", "medium", "--env", "hopper", "--algos", "cemah", "--seeds", "0", "--budget", "2000",
                      "--dry-run"]) == 0  # fmt: skip
     out = capsys.readouterr().out
-    assert "1 runs" in out
+    assert "2 runs" in out  # CEM-AH and its closed-loop arm
     assert "--algo cemah --env Hopper-v5" in out and "-n 2000 --eval-freq 100 " in out
 
 
