@@ -217,12 +217,13 @@ class Report:
                 if not runs:
                     lines.append(f"| {env} | {ALGO_NAMES[algo]} | no finished run | | | | |")
                     continue
-                best = [r["metrics"]["best_test_return"] for r in runs]
+                # CEM drawn per episode is tested once, at the end: no best over the evaluations.
+                best = "" if algo == CEM_SAMPLED else fmt_mean_std([r["metrics"]["best_test_return"] for r in runs])
                 steps = [r["metrics"]["env_steps"] for r in runs]
                 walls = [r["wall_s"] for r in runs]
                 reasons = sorted({_reason(r) for r in runs})
                 lines.append(
-                    f"| {env} | {ALGO_NAMES[algo]} | {fmt_mean_std(self.finals(env, algo))} | {fmt_mean_std(best)} | "
+                    f"| {env} | {ALGO_NAMES[algo]} | {fmt_mean_std(self.finals(env, algo))} | {best} | "
                     f"{_range(steps)} | {fmt_seconds(float(np.mean(walls)))} | {', '.join(reasons)} |"
                 )
         return lines

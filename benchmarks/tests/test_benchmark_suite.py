@@ -205,7 +205,7 @@ def test_report_from_fake_runs(tmp_path: Path, fake_python: Path, monkeypatch: p
     for name in ("iqm", "improvement", "profiles"):
         assert (tmp_path / "plots" / f"quick_aggregate_{name}.png").is_file()
     # CEM's runs also tested as the paper tests CEM: a row, a verdict and the paper's gain under each test.
-    assert "| reacher | CEM drawn per test episode (the paper's test) | 105.25 ± 0.25 (2 seeds)" in text
+    assert "| reacher | CEM drawn per test episode (the paper's test) | 105.25 ± 0.25 (2 seeds) |  | " in text
     assert "CEM drawn per test episode (the paper's test) (difference 100.00 [" in text
     assert "against CEM's mean policy, CEM-AH's IQM is 1.00x CEM's: the paper's 1.158x does not reproduce" in text
     assert "under the paper's test of CEM, CEM-AH's IQM is" in text
