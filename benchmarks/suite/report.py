@@ -23,7 +23,7 @@ from benchmarks.common import fill_readme
 from benchmarks.suite import aggregate, protocol, store
 from benchmarks.suite.plots import plot_env
 from benchmarks.suite.random_baseline import RANDOM_FILE
-from benchmarks.suite.results import RAW_DIR, RESULT_FILE
+from benchmarks.suite.results import RAW_DIR, RESULT_FILE, in_run_folders
 
 DOCS_DIR = protocol.REPO_ROOT / "docs" / "benchmarks"
 README = DOCS_DIR / "README.md"
@@ -167,9 +167,7 @@ class Report:
         unfinished: list[str] = []
         if self.root is None:
             return unfinished
-        suite_dir = self.root / self.suite.name
-        run_jsons = [*suite_dir.glob(f"*/*/*/{RAW_DIR}/run.json"), *suite_dir.glob(f"*/*/*/*/{RAW_DIR}/run.json")]
-        for run_json in sorted(run_jsons):
+        for run_json in in_run_folders(self.root / self.suite.name, f"{RAW_DIR}/run.json"):
             run_dir = run_json.parent.parent
             if not (run_dir / RESULT_FILE).is_file():
                 unfinished.append(str(run_dir.relative_to(self.root)))

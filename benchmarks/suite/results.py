@@ -209,14 +209,18 @@ def collect(run_dir: Path) -> dict[str, Any]:
     }
 
 
+def in_run_folders(suite_dir: Path, relative: str) -> list[Path]:
+    """The file ``relative`` of every run folder below ``suite_dir`` (``<env>/<algo>/[<variant>/]seed<n>``), sorted."""
+    return sorted([*suite_dir.glob(f"*/*/*/{relative}"), *suite_dir.glob(f"*/*/*/*/{relative}")])
+
+
 def load_results(root: Path, suite: str) -> list[dict[str, Any]]:
     """
     Every ``result.json`` of a suite below ``root``, sorted by env, algorithm, [variant,] seed: run folders are
     ``<env>/<algo>/seed<n>``, or ``<env>/<algo>/<variant>/seed<n>`` in a grid (:class:`protocol.RunSpec`).
     """
-    suite_dir = root / suite
     results = []
-    for path in sorted([*suite_dir.glob(f"*/*/*/{RESULT_FILE}"), *suite_dir.glob(f"*/*/*/*/{RESULT_FILE}")]):
+    for path in in_run_folders(root / suite, RESULT_FILE):
         data = json.loads(path.read_text())
         data["_dir"] = str(path.parent)
         results.append(data)
