@@ -209,6 +209,9 @@ def test_report_from_fake_runs(tmp_path: Path, fake_python: Path, monkeypatch: p
     assert "CEM drawn per test episode (the paper's test) (difference 100.00 [" in text
     assert "against CEM's mean policy, CEM-AH's IQM is 1.00x CEM's: the paper's 1.158x does not reproduce" in text
     assert "under the paper's test of CEM, CEM-AH's IQM is" in text
+    # The paper's table lists the paper's envs only in a suite that runs them.
+    assert "| ant | CEM | 739.59 | n/a | not run yet |  |" in blocks["paper"]
+    assert report.Report("medium", root).paper_table() == ["The paper reports none of this suite's envs."]
 
 
 def test_closed_loop_arm_is_a_method_of_its_own(tmp_path: Path, fake_python: Path, monkeypatch: pytest.MonkeyPatch) -> None:
