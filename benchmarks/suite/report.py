@@ -424,7 +424,7 @@ class Report:
                     f" at {result.get('stopped_at_step') or m['env_steps']:,} steps, {fmt_seconds(result.get('stopped_at_s'))}"
                 )
             lines.append(
-                f"| {result['env']}/{result['algo']}/seed{result['seed']} | {result['status']} | {stop} | "
+                f"| {result['run_id']} | {result['status']} | {stop} | "
                 f"{m['env_steps']:,} | {m['train_episodes']:,} | {fmt_seconds(result['wall_s'])} | {final} | "
                 f"{result.get('finished_utc', '')} |"
             )
@@ -478,12 +478,12 @@ class Report:
 
     def commands(self) -> list[str]:
         """The rl-zoo3 command of each algorithm and env (seed and folder vary)."""
-        seen: dict[tuple[str, str], str] = {}
+        seen: dict[tuple[str, str, str], str] = {}
         for result in self.results:
-            seen.setdefault((result["env"], result["algo"]), result["command"])
+            seen.setdefault((result["env"], result["algo"], result.get("variant") or ""), result["command"])
         return [
             f"    {command}"
-            for _, command in sorted(seen.items(), key=lambda kv: (protocol.ENV_ORDER.index(kv[0][0]), kv[0][1]))
+            for _, command in sorted(seen.items(), key=lambda kv: (protocol.ENV_ORDER.index(kv[0][0]), *kv[0][1:]))
         ]
 
     def plots(self) -> list[str]:

@@ -235,6 +235,10 @@ def test_closed_loop_arm_is_a_method_of_its_own(tmp_path: Path, fake_python: Pat
     assert f"| reacher | {name} | 205.25 ± 0.25 (2 seeds)" in text
     assert f"| {name} | 2 | " in text
     assert f"P({name} > CEM) " in text and f"P({name} > CEM drawn per test episode (the paper's test)) " in text
+    # The run list and the commands tell the arm's runs from CEM-AH's.
+    assert "| reacher/cemah/seed0 | ok |" in text and "| reacher/cemah/ensemble_mean/seed0 | ok |" in text
+    commands = [line for line in text.splitlines() if line.startswith("    python -m rl_zoo3.train --algo cemah")]
+    assert len(commands) == 2 and sum("generated_from" in line for line in commands) == 1
 
 
 def test_merge_replaces_the_rerun_runs_only(tmp_path: Path, fake_python: Path) -> None:
