@@ -265,16 +265,16 @@ FULL = SuiteSpec(
 )
 
 # Medium: Gymnasium's MuJoCo v5 envs, 3M steps for the population methods (at least 60 iterations of the yml
-# files' 50 candidates), 3 seeds; the estimate (`--dry-run`) comes from the probe's measured rates.
+# files' 50 candidates), 5 seeds; the estimate (`--dry-run`) comes from the probe's measured rates.
 MEDIUM = SuiteSpec(
     name="medium",
     budgets=dict.fromkeys(MUJOCO_ENVS, 3_000_000),
     caps_s=dict.fromkeys(MUJOCO_ENVS, 3 * 3600.0),
     population_cap_s=3 * 3600.0,
     max_episodes=None,
-    population_seeds=(0, 1, 2),
+    population_seeds=(0, 1, 2, 3, 4),
     other_seeds=(),
-    description="MuJoCo v5 envs, 3M steps, 3 seeds of cemah/cem/ars, and CEM-AH's closed loop (ensemble_mean).",
+    description="MuJoCo v5 envs, 3M steps, 5 seeds of cemah/cem/ars, and CEM-AH's closed loop (ensemble_mean).",
     arms=CLOSED_LOOP_ARMS,
 )
 

@@ -218,7 +218,7 @@ def test_closed_loop_arm_is_a_method_of_its_own(tmp_path: Path, fake_python: Pat
     """The medium and quick suites run CEM-AH's closed-loop arm beside its yml entry; the report shows it as a method
     of its own (rows, aggregate, its P(> CEM) and P(> CEM drawn)), not mixed into CEM-AH's runs."""
     arm_runs = [run for run in protocol.expand(protocol.MEDIUM) if run.variant == "ensemble_mean"]
-    assert len(arm_runs) == 4 * 3 and {run.algo for run in arm_runs} == {"cemah"}
+    assert len(arm_runs) == 4 * 5 and {run.algo for run in arm_runs} == {"cemah"}
     assert arm_runs[0].params == ("generated_candidates:1", "generated_from:'ensemble_mean'")
     assert arm_runs[0].run_id.endswith("/cemah/ensemble_mean/seed0")
     root = tmp_path / "results"
@@ -319,7 +319,7 @@ def test_probe_rates_keep_the_other_measurements(tmp_path: Path) -> None:
 
 def test_protocol_medium_suite(capsys: pytest.CaptureFixture[str]) -> None:
     runs = protocol.expand(protocol.MEDIUM)
-    assert len(runs) == 4 * 3 * 3 + 4 * 3  # 3 seeds of cemah, cem, ars, and of CEM-AH's closed-loop arm
+    assert len(runs) == 4 * 3 * 5 + 4 * 5  # 5 seeds of cemah, cem, ars, and of CEM-AH's closed-loop arm
     assert {run.env_id for run in runs} == {"Swimmer-v5", "Hopper-v5", "HalfCheetah-v5", "Walker2d-v5"}
     assert {run.budget for run in runs} == {3_000_000}
     # rl-zoo3 2.9 has no v5 entries: every run names one of this repository's yml files.
