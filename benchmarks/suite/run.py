@@ -357,7 +357,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--env", default="all", help="env keys of the suite, comma-separated, or all")
     parser.add_argument("--algos", nargs="+", choices=protocol.ALL_ALGOS, default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="instead of the suite's seeds")
-    parser.add_argument("--variants", nargs="+", default=None, help="only these variants of a grid (sensitivity)")
+    parser.add_argument("--variants", nargs="+", default=None, help=f"only these variants of a grid (sensitivity) or arms; {YML_ENTRY}: the yml entries' own runs")
     parser.add_argument("--budget", type=int, default=None, help="env steps per run instead of the suite's (a smoke test)")
     parser.add_argument("--cap-s", type=float, default=None, help="wall-clock cap per run instead of the suite's")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (each uses one core)")
@@ -379,12 +379,18 @@ def select_envs(value: str, suite: protocol.SuiteSpec) -> list[str]:
     return keys
 
 
+#: The ``--variants`` name of the runs of the yml entries as they are (beside a suite's arms).
+YML_ENTRY = "yml"
+
+
 def select_variants(runs: list[RunSpec], names: list[str]) -> list[RunSpec]:
-    """The runs of the variants named (of any algorithm that has them); an unknown name is an error."""
-    unknown = set(names) - {run.variant for run in runs}
+    """The runs of the variants named (of any algorithm that has them; :data:`YML_ENTRY` for the runs without a
+    variant); an unknown name is an error."""
+    wanted = {None if name == YML_ENTRY else name for name in names}
+    unknown = wanted - {run.variant for run in runs}
     if unknown:
-        raise SystemExit(f"variant(s) {sorted(unknown)} not among the runs selected; see --dry-run")
-    return [run for run in runs if run.variant in names]
+        raise SystemExit(f"variant(s) {sorted(map(str, unknown))} not among the runs selected; see --dry-run")
+    return [run for run in runs if run.variant in wanted]
 
 
 def _deadline(value: str | None) -> dt.datetime | None:

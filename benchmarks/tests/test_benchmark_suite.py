@@ -330,6 +330,12 @@ def test_protocol_medium_suite(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "2 runs" in out  # CEM-AH and its closed-loop arm
     assert "--algo cemah --env Hopper-v5" in out and "-n 2000 --eval-freq 100 " in out
+    # `--variants yml` keeps the yml entry's run without the arm, `--variants ensemble_mean` the arm alone.
+    for variant, params in (("yml", False), ("ensemble_mean", True)):
+        assert run_main(["--suite", "medium", "--env", "hopper", "--algos", "cemah", "--seeds", "0", "--variants", variant,
+                         "--dry-run"]) == 0  # fmt: skip
+        out = capsys.readouterr().out
+        assert "1 runs" in out and ("generated_from" in out) == params
 
 
 def test_zoo_train_real_tiny_run(tmp_path: Path) -> None:
