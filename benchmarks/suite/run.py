@@ -357,7 +357,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--env", default="all", help="env keys of the suite, comma-separated, or all")
     parser.add_argument("--algos", nargs="+", choices=protocol.ALL_ALGOS, default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="instead of the suite's seeds")
-    parser.add_argument("--variants", nargs="+", default=None, help=f"only these variants of a grid (sensitivity) or arms; {YML_ENTRY}: the yml entries' own runs")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        help=f"only these variants of a grid (sensitivity) or arms; {YML_ENTRY}: the yml entries' own runs",
+    )
     parser.add_argument("--budget", type=int, default=None, help="env steps per run instead of the suite's (a smoke test)")
     parser.add_argument("--cap-s", type=float, default=None, help="wall-clock cap per run instead of the suite's")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (each uses one core)")
