@@ -454,8 +454,8 @@ class Report:
         return lines
 
     def missing_runs(self) -> list[str]:
-        done = {(r["env"], r["algo"], r.get("variant"), r["seed"]) for r in self.results}
-        missing = [run.run_id for run in protocol.expand(self.suite) if (run.env, run.algo, run.variant, run.seed) not in done]
+        done = {f"{self.suite.name}/{r['run_id']}" for r in self.results}
+        missing = [run.run_id for run in protocol.expand(self.suite) if run.run_id not in done]
         if not missing:
             return []
         return [f"Not run yet ({len(missing)}): " + ", ".join(f"`{run_id}`" for run_id in missing) + "."]
@@ -478,12 +478,12 @@ class Report:
 
     def commands(self) -> list[str]:
         """The rl-zoo3 command of each algorithm and env (seed and folder vary)."""
-        seen: dict[tuple[str, str, str], str] = {}
+        seen: dict[str, str] = {}  # env/algo[/variant] (the run id without its seed) -> command
         for result in self.results:
-            seen.setdefault((result["env"], result["algo"], result.get("variant") or ""), result["command"])
+            seen.setdefault(result["run_id"].rpartition("/")[0], result["command"])
         return [
             f"    {command}"
-            for _, command in sorted(seen.items(), key=lambda kv: (protocol.ENV_ORDER.index(kv[0][0]), *kv[0][1:]))
+            for _, command in sorted(seen.items(), key=lambda kv: (protocol.ENV_ORDER.index(kv[0].split("/")[0]), kv[0]))
         ]
 
     def plots(self) -> list[str]:
